@@ -1,0 +1,173 @@
+"""The backend contract: how a resolved Topology becomes a live, emulated network, and back.
+
+Owns: the abstract ``Backend`` and ``Deployment`` every backend implements (netns, docker), and
+the small value types they exchange (``Tap``, ``ActionTiming``). Runner, sensors, responders and
+the CLI talk to deployments only through this contract; ``tests/`` check every registered backend
+against it.
+
+A Deployment is a context manager: leaving the ``with`` block tears everything down, also on an
+exception or Ctrl-C. Every kernel object or container is recorded in a ledger under the run's state
+directory *before* it is made, so that ``Backend.destroy(run)`` can remove it after a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from testbed.model.topology import Topology
+from testbed.policy import ContainmentState
+
+__all__ = [
+    "ActionTiming",
+    "Backend",
+    "Deployment",
+    "Progress",
+    "RunInfo",
+    "Tap",
+    "state_root",
+]
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called while deploying or tearing down (for progress bars)."""
+
+
+def state_root() -> Path:
+    """Where run state lives: ``$TESTBED_STATE_DIR`` or ``/run/testbed``.
+
+    Tests point this elsewhere so that ``down --all`` in one test cannot touch another's runs.
+    """
+    return Path(os.environ.get("TESTBED_STATE_DIR", "/run/testbed"))
+
+
+@dataclass(frozen=True)
+class Tap:
+    """An interface a sensor must listen on to see a segment's or router's traffic."""
+
+    name: str  # e.g. "segment:office" or "router:core-fw:office"
+    interface: str  # kernel interface name
+    netns: str | None  # network namespace it lives in (None: the caller's own, e.g. docker)
+    segment: str  # the segment whose traffic it carries
+    kind: str  # "segment" (a bridge) or "router" (a router interface)
+
+
+@dataclass(frozen=True)
+class ActionTiming:
+    """How long a containment action took from the call until the kernel enforced it."""
+
+    action: str
+    target: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``testbed status`` shows of a run found on this machine."""
+
+    name: str
+    backend: str
+    topology: str
+    hosts: int
+    created: float  # epoch seconds
+    pid: int | None  # the process that deployed it, if known
+    alive: bool  # whether that process still runs
+
+
+class Deployment(ABC):
+    """A live emulated network. Use as a context manager; teardown is idempotent."""
+
+    run_name: str
+    topology: Topology
+    state_dir: Path  # /run/testbed/<run>: ledger, agent configs, logs (out of band)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.teardown()
+
+    @abstractmethod
+    def teardown(self, progress: Progress | None = None) -> None:
+        """Remove every object of the run (idempotent; also kills processes spawned in hosts)."""
+
+    # ---- hosts -------------------------------------------------------------------------
+    def address_of(self, host: str) -> ipaddress.IPv4Address:
+        return self.topology.hosts[host].ip
+
+    @abstractmethod
+    def run(self, host: str, argv: Sequence[str], *, timeout: float = 30.0,
+            check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Run a command inside ``host`` (a host or router name) and wait for it."""
+
+    @abstractmethod
+    def spawn(self, host: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              stdout: int | None = subprocess.DEVNULL, stderr: int | None = subprocess.DEVNULL
+              ) -> subprocess.Popen[bytes]:
+        """Start a long-running process inside ``host``; teardown kills it if still running."""
+
+    # ---- containment -------------------------------------------------------------------
+    @abstractmethod
+    def quarantine(self, host: str) -> ActionTiming:
+        """Cut ``host`` off: it reaches nobody, nobody reaches it. Atomic."""
+
+    @abstractmethod
+    def release(self, host: str) -> ActionTiming:
+        """Undo ``quarantine``."""
+
+    @abstractmethod
+    def block(self, source: str, destination: str = "any", port: int | None = None,
+              proto: str = "any") -> ActionTiming:
+        """Drop new flows from ``source`` to ``destination`` (host names, CIDRs or 'any')."""
+
+    @abstractmethod
+    def unblock(self, source: str, destination: str = "any", port: int | None = None,
+                proto: str = "any") -> ActionTiming:
+        """Undo a matching ``block``."""
+
+    @abstractmethod
+    def rate_limit(self, host: str, per_second: float) -> ActionTiming:
+        """Limit new outbound flows of ``host`` to ``per_second``."""
+
+    @abstractmethod
+    def containment(self) -> ContainmentState:
+        """The containment currently enforced (quarantines, blocks, rate limits), as data."""
+
+    # ---- observation -------------------------------------------------------------------
+    @abstractmethod
+    def taps(self) -> list[Tap]:
+        """Every segment and router interface a sensor must listen on."""
+
+    @abstractmethod
+    def egress_counters(self) -> dict[str, int]:
+        """Per host: packets the egress guard dropped (to non-topology destinations). Must be 0."""
+
+
+class Backend(ABC):
+    """Realises topologies. Registered by name in ``testbed.backends.BACKENDS``."""
+
+    name: str
+
+    @abstractmethod
+    def deploy(self, topology: Topology, run_name: str, *,
+               progress: Progress | None = None) -> Deployment:
+        """Build the network; on failure remove what was built and raise BackendError."""
+
+    @abstractmethod
+    def attach(self, run_name: str) -> Deployment:
+        """A handle on a run deployed by another process (for exec, reach, quarantine)."""
+
+    @abstractmethod
+    def runs(self) -> list[RunInfo]:
+        """Runs of this backend that have state on this machine."""
+
+    @abstractmethod
+    def destroy(self, run_name: str) -> None:
+        """Remove everything the run's ledger records, even if its deployer was killed."""

@@ -1,0 +1,18 @@
+"""`testbed bench`: Run a benchmark matrix and write a leaderboard. (Placeholder until its issue lands.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from testbed.errors import TestbedError
+
+NAME = "bench"
+HELP = "Run a benchmark matrix and write a leaderboard"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise TestbedError(f"'testbed {NAME}' is not built yet")

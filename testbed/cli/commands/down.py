@@ -1,0 +1,18 @@
+"""`testbed down`: Tear down a run (or --all), even after a crash. (Placeholder until its issue lands.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from testbed.errors import TestbedError
+
+NAME = "down"
+HELP = "Tear down a run (or --all), even after a crash"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise TestbedError(f"'testbed {NAME}' is not built yet")

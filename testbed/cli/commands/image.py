@@ -1,0 +1,18 @@
+"""`testbed image`: Build the Docker image hosts run in. (Placeholder until its issue lands.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from testbed.errors import TestbedError
+
+NAME = "image"
+HELP = "Build the Docker image hosts run in"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise TestbedError(f"'testbed {NAME}' is not built yet")

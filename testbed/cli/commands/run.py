@@ -1,0 +1,18 @@
+"""`testbed run`: Run a scenario end to end and score the containment. (Placeholder until its issue lands.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from testbed.errors import TestbedError
+
+NAME = "run"
+HELP = "Run a scenario end to end and score the containment"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise TestbedError(f"'testbed {NAME}' is not built yet")

@@ -1,0 +1,177 @@
+"""Load and validate a scenario file together with the topology it names.
+
+Owns: cross-references between a scenario and its topology (hosts, groups, segments), the worm
+profile catalog and the detector registry. Reports every problem, located in the file it is in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from testbed.errors import Diagnostic, RegistryError, ValidationError
+from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
+from testbed.model.load_topology import load_topology
+from testbed.model.profiles import check_profile_params, resolved_profile_params
+from testbed.model.scenario_spec import ScenarioSpec
+from testbed.model.topology import Topology
+from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
+
+__all__ = ["Scenario", "load_scenario", "scenario_from_document"]
+
+
+@lru_cache(maxsize=1)
+def scenario_schema() -> dict[str, Any]:
+    return ScenarioSpec.model_json_schema(by_alias=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario with its resolved topology."""
+
+    spec: ScenarioSpec
+    topology: Topology
+    path: Path
+    topology_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def worm_params(self) -> dict[str, Any]:
+        """The profile's parameters with the scenario's overrides (and ``worm.rate``) applied."""
+        params = dict(self.spec.worm.params)
+        if self.spec.worm.rate is not None:
+            params["rate"] = self.spec.worm.rate
+        return resolved_profile_params(self.spec.worm.profile, params)
+
+    def patient_zero(self) -> list[str]:
+        return expand_hosts(self.topology, self.spec.worm.patient_zero)
+
+
+def expand_hosts(topology: Topology, names: list[str]) -> list[str]:
+    """Host names for a list of host, group or segment names ('any' = every host)."""
+    hosts: list[str] = []
+    for name in names:
+        if name == "any":
+            hosts.extend(topology.hosts)
+        elif name in topology.hosts:
+            hosts.append(name)
+        elif name in topology.groups:
+            hosts.extend(topology.groups[name])
+        elif name in topology.segments:
+            hosts.extend(h.name for h in topology.hosts_in(name))
+    return list(dict.fromkeys(hosts))
+
+
+def load_scenario(path: str | Path, *, display_name: str | None = None) -> Scenario:
+    document = load_yaml(path, display_name=display_name)
+    return scenario_from_document(document, Path(path))
+
+
+def scenario_from_document(document: SourceDocument, real_path: Path) -> Scenario:
+    try:
+        spec = ScenarioSpec.model_validate(document.data)
+    except pydantic.ValidationError as err:
+        raise ValidationError(diagnostics_from_pydantic(err, document, scenario_schema())) from None
+    topology_real = (real_path.parent / spec.topology)
+    topology_shown = os.path.normpath(document.file.parent / spec.topology)
+    if not topology_real.is_file():
+        raise ValidationError([document.diagnostic(
+            ("topology",), f"topology file {spec.topology!r} not found "
+                           f"(looked for {topology_shown})",
+            hint="the path is relative to the scenario file")])
+    topology = load_topology(topology_real, display_name=topology_shown)
+    problems = _cross_check(spec, topology, document)
+    if problems:
+        raise ValidationError(problems)
+    return Scenario(spec, topology, real_path, topology_real)
+
+
+def _cross_check(spec: ScenarioSpec, topology: Topology,
+                 document: SourceDocument) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+
+    def error(path: KeyPath, message: str, hint: str = "", at_key: bool = False) -> None:
+        problems.append(document.diagnostic(path, message, hint=hint, at_key=at_key))
+
+    host_like = set(topology.hosts) | set(topology.groups)
+    every_name = host_like | set(topology.segments) | {"any"}
+
+    def check_names(path: KeyPath, names: list[str], allowed: set[str], what: str) -> None:
+        for index, name in enumerate(names):
+            if name not in allowed:
+                where = (*path, index) if len(names) > 1 else path
+                error(where, f"unknown {what} {name!r} in topology {topology.name!r}",
+                      hint=did_you_mean(name, allowed, what + "s"))
+
+    check_names(("worm", "patient_zero"), spec.worm.patient_zero, host_like, "host")
+    for key, message, hint in check_profile_params(spec.worm.profile, spec.worm.params):
+        error(("worm", "params", key) if key else ("worm", "profile"), message, hint,
+              at_key=key is not None)
+    for index, user in enumerate(spec.benign.users):
+        check_names(("benign", "users", index, "hosts"), user.hosts, host_like, "host")
+        check_names(("benign", "users", index, "targets"), user.targets, every_name, "host")
+    if spec.benign.backup:
+        check_names(("benign", "backup", "host"), [spec.benign.backup.host], set(topology.hosts),
+                    "host")
+        check_names(("benign", "backup", "targets"), spec.benign.backup.targets, every_name, "host")
+    if spec.benign.scanner:
+        check_names(("benign", "scanner", "host"), [spec.benign.scanner.host],
+                    set(topology.hosts), "host")
+        check_names(("benign", "scanner", "segments"), spec.benign.scanner.segments,
+                    set(topology.segments), "segment")
+
+    from detectors.registry import DETECTORS, detector_parameters
+
+    seen: set[str] = set()
+    for index, detector in enumerate(spec.detectors):
+        path: KeyPath = ("detectors", index, "name")
+        if detector.name not in DETECTORS:
+            error(path, f"unknown detector {detector.name!r}",
+                  hint=did_you_mean(detector.name, set(DETECTORS.names()), "detectors"))
+            continue
+        if detector.name in seen:
+            error(path, f"detector {detector.name!r} is listed twice")
+        seen.add(detector.name)
+        if not detector.params:
+            continue
+        try:
+            defaults = detector_parameters(detector.name)
+        except (ImportError, RegistryError) as err:
+            error(path, f"detector {detector.name!r} cannot be loaded: {err}")
+            continue
+        for key, value in detector.params.items():
+            if key not in defaults:
+                error(("detectors", index, "params", key),
+                      f"detector {detector.name!r} has no parameter {key!r}",
+                      hint=did_you_mean(key, set(defaults), "parameters"), at_key=True)
+            elif not _same_kind(defaults[key], value):
+                error(("detectors", index, "params", key),
+                      f"{value!r} does not fit parameter {key!r} (default {defaults[key]!r})")
+    for index, rule in enumerate(spec.response.rules):
+        for position, name in enumerate(rule.on):
+            if name != "any" and name not in seen:
+                where: KeyPath = (("response", "rules", index, "on", position) if len(rule.on) > 1
+                                  else ("response", "rules", index, "on"))
+                error(where, f"response rule listens to {name!r}, which is not among this "
+                             "scenario's detectors", hint=did_you_mean(name, seen, "detectors"))
+    return problems
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and (isinstance(default, float)
+                                                    or isinstance(value, int))
+    if default is None:
+        return True
+    if isinstance(default, list | tuple):
+        return isinstance(value, list | tuple)
+    return isinstance(value, type(default))

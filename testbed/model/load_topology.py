@@ -1,0 +1,389 @@
+"""Load, validate and resolve a topology file into a :class:`~testbed.model.topology.Topology`.
+
+Owns: the semantic checks a schema cannot express (references, overlapping networks, addresses,
+policy that can never match), address assignment, and the single function that resolves host
+fields ``defaults < group < host``. Collects every problem before raising, never just the first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from testbed.errors import Diagnostic, ValidationError
+from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
+from testbed.model.spec import TIER_VALUES, HostFields, HostRuleSpec, RuleSpec, Tier, TopologySpec
+from testbed.model.topology import Endpoint, Host, HostFirewall, Router, Rule, Segment, Service, Topology
+from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
+
+__all__ = ["MAX_HOSTS", "load_topology", "resolve_host_fields", "topology_from_document"]
+
+MAX_HOSTS = 5000
+"""More hosts than one machine can emulate; the planner alone handles them but deploys cannot."""
+
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in
+                       ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+
+_INHERITED = tuple(name for name in HostFields.model_fields)
+
+
+@lru_cache(maxsize=1)
+def topology_schema() -> dict[str, Any]:
+    return TopologySpec.model_json_schema(by_alias=True)
+
+
+def resolve_host_fields(defaults: HostFields, group: HostFields | None,
+                        host: HostFields | None) -> dict[str, Any]:
+    """The one place where host values resolve: defaults < group < host (later wins).
+
+    Only keys a level actually sets override; ``services`` and ``trusts`` replace, not merge.
+    """
+    resolved: dict[str, Any] = {}
+    for level in (defaults, group, host):
+        if level is None:
+            continue
+        for key in level.model_fields_set & set(_INHERITED):
+            resolved[key] = getattr(level, key)
+    return resolved
+
+
+def load_topology(path: str | Path, *, display_name: str | None = None) -> Topology:
+    """Load and fully validate a topology file. Raises ValidationError listing every problem."""
+    document = load_yaml(path, display_name=display_name)
+    return topology_from_document(document)
+
+
+def topology_from_document(document: SourceDocument) -> Topology:
+    try:
+        spec = TopologySpec.model_validate(document.data)
+    except pydantic.ValidationError as err:
+        raise ValidationError(diagnostics_from_pydantic(err, document, topology_schema())) from None
+    return _Resolver(spec, document).resolve()
+
+
+class _Resolver:
+    def __init__(self, spec: TopologySpec, document: SourceDocument) -> None:
+        self.spec, self.document = spec, document
+        self.problems: list[Diagnostic] = []
+
+    def error(self, path: KeyPath, message: str, hint: str = "", at_key: bool = False) -> None:
+        self.problems.append(self.document.diagnostic(path, message, hint=hint, at_key=at_key))
+
+    # ------------------------------------------------------------------------------------
+    def resolve(self) -> Topology:
+        spec = self.spec
+        self._check_segments()
+        self._check_unique_names()
+        segments = {name: Segment(name, s.cidr, s.zone, s.description)
+                    for name, s in spec.segments.items()}
+        host_specs = self._stamp_hosts()
+        if len(host_specs) > MAX_HOSTS:
+            self.error(("groups",), f"{len(host_specs)} hosts is more than the limit of {MAX_HOSTS}",
+                       hint="split the topology or lower the group counts")
+            raise ValidationError(self.problems)
+        groups = {name: tuple(f"{name}-{i}" for i in range(1, g.count + 1))
+                  for name, g in spec.groups.items()}
+        reserved = self._reserve_fixed_addresses(host_specs)
+        router_addresses = self._assign_router_addresses(reserved)
+        hosts = self._build_hosts(host_specs, reserved, groups)
+        names = self._endpoint_names(groups, hosts)
+        routers = {name: Router(name, router_addresses.get(name, {}), r.default,
+                                tuple(self._rule(("routers", name, "rules", i), rule, names, i)
+                                      for i, rule in enumerate(r.rules)), r.description)
+                   for name, r in spec.routers.items()}
+        self._check_decoys(reserved)
+        if self.problems:
+            raise ValidationError(self.problems)
+        topology = Topology(spec.name, spec.description, segments, hosts, routers, groups,
+                            tuple(spec.decoys), str(self.document.file))
+        self._check_rules_can_match(topology)
+        if self.problems:
+            raise ValidationError(self.problems)
+        return topology
+
+    # ------------------------------------------------------------------------------------
+    def _check_segments(self) -> None:
+        items = list(self.spec.segments.items())
+        for name, segment in items:
+            path = ("segments", name, "cidr")
+            if not any(segment.cidr.subnet_of(r) for r in PRIVATE_RANGES):
+                self.error(path, f"{segment.cidr} is not inside a private range",
+                           hint="use 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10")
+            if not 16 <= segment.cidr.prefixlen <= 29:
+                self.error(path, f"prefix length /{segment.cidr.prefixlen} is out of range",
+                           hint="segments are between /16 and /29")
+        for i, (name, segment) in enumerate(items):
+            for other_name, other in items[:i]:
+                if segment.cidr.overlaps(other.cidr):
+                    self.error(("segments", name, "cidr"),
+                               f"{segment.cidr} overlaps segment {other_name!r} ({other.cidr})",
+                               hint="every segment needs its own network")
+
+    def _check_unique_names(self) -> None:
+        seen: dict[str, str] = {}
+        spec = self.spec
+        kinds: list[tuple[str, list[str]]] = [
+            ("segments", list(spec.segments)), ("groups", list(spec.groups)),
+            ("hosts", list(spec.hosts)), ("routers", list(spec.routers))]
+        for kind, names in kinds:
+            for name in names:
+                if name == "any":
+                    self.error((kind, name), "'any' is reserved", at_key=True,
+                               hint="rules use 'any' for every address")
+                if name in seen:
+                    self.error((kind, name), f"name {name!r} is already used by {seen[name]}",
+                               hint="segments, groups, hosts and routers share one namespace so "
+                                    "that rules can name any of them", at_key=True)
+                seen.setdefault(name, kind)
+        for group, g in spec.groups.items():
+            for i in range(1, g.count + 1):
+                stamped = f"{group}-{i}"
+                if stamped in spec.hosts:
+                    self.error(("hosts", stamped), f"host {stamped!r} collides with a member of "
+                               f"group {group!r}", at_key=True, hint="rename the host")
+
+    def _stamp_hosts(self) -> dict[str, tuple[dict[str, Any], KeyPath, str | None]]:
+        """Every host's resolved fields, where it was declared, and its group."""
+        spec = self.spec
+        stamped: dict[str, tuple[dict[str, Any], KeyPath, str | None]] = {}
+        for name, host in spec.hosts.items():
+            fields = resolve_host_fields(spec.defaults, None, host)
+            fields["ip"] = host.ip
+            stamped[name] = (fields, ("hosts", name), None)
+        for group, g in spec.groups.items():
+            fields = resolve_host_fields(spec.defaults, g, None)
+            for i in range(1, g.count + 1):
+                stamped[f"{group}-{i}"] = (dict(fields, ip=None), ("groups", group), group)
+        for name, (fields, path, _group) in stamped.items():
+            segment = fields.get("segment")
+            if segment is None:
+                self.error(path, f"host {name!r} has no segment",
+                           hint="set 'segment:' on the host, its group, or in defaults")
+            elif segment not in spec.segments:
+                self.error((*path, "segment"), f"unknown segment {segment!r}",
+                           hint=did_you_mean(segment, set(spec.segments), "segments"))
+        return stamped
+
+    def _reserve_fixed_addresses(self, host_specs: dict[str, tuple[dict[str, Any], KeyPath,
+                                                                   str | None]]
+                                 ) -> dict[ipaddress.IPv4Address, str]:
+        reserved: dict[ipaddress.IPv4Address, str] = {}
+
+        def claim(address: ipaddress.IPv4Address, owner: str, segment: str | None,
+                  path: KeyPath) -> None:
+            if segment in self.spec.segments:
+                network = self.spec.segments[segment].cidr
+                if address not in network:
+                    self.error(path, f"{address} is outside segment {segment!r} ({network})",
+                               hint=f"pick an address in {network}")
+                    return
+                if address in (network.network_address, network.broadcast_address):
+                    self.error(path, f"{address} is the network or broadcast address of "
+                                     f"{network}", hint="pick a host address")
+                    return
+            if address in reserved:
+                self.error(path, f"{address} is already used by {reserved[address]}",
+                           hint="each address belongs to one host or interface")
+                return
+            reserved[address] = owner
+
+        for name, router in self.spec.routers.items():
+            for segment, address in router.addresses.items():
+                path = ("routers", name, "addresses", segment)
+                if segment not in router.segments:
+                    self.error(path, f"router {name!r} has no interface on segment {segment!r}",
+                               hint=f"add {segment!r} to its segments, or remove this address")
+                    continue
+                claim(address, f"router {name!r}", segment, path)
+        for name, (fields, path, _group) in host_specs.items():
+            if fields.get("ip") is not None:
+                claim(fields["ip"], f"host {name!r}", fields.get("segment"), (*path, "ip"))
+        return reserved
+
+    def _free_addresses(self, segment: str, reserved: dict[ipaddress.IPv4Address, str]):  # type: ignore[no-untyped-def]
+        decoys = set(self.spec.decoys)
+        for address in self.spec.segments[segment].cidr.hosts():
+            if address not in reserved and address not in decoys:
+                yield address
+
+    def _assign_router_addresses(self, reserved: dict[ipaddress.IPv4Address, str]
+                                 ) -> dict[str, dict[str, ipaddress.IPv4Address]]:
+        assigned: dict[str, dict[str, ipaddress.IPv4Address]] = {}
+        for name, router in self.spec.routers.items():
+            interfaces: dict[str, ipaddress.IPv4Address] = {}
+            for index, segment in enumerate(router.segments):
+                path: KeyPath = ("routers", name, "segments", index)
+                if segment not in self.spec.segments:
+                    self.error(path, f"unknown segment {segment!r}",
+                               hint=did_you_mean(segment, set(self.spec.segments), "segments"))
+                    continue
+                if segment in interfaces:
+                    self.error(path, f"segment {segment!r} is listed twice")
+                    continue
+                address = router.addresses.get(segment)
+                if address is None:
+                    address = next(self._free_addresses(segment, reserved), None)
+                    if address is None:
+                        self.error(path, f"segment {segment!r} has no free address left",
+                                   hint="use a larger CIDR")
+                        continue
+                    reserved[address] = f"router {name!r}"
+                interfaces[segment] = address
+            assigned[name] = interfaces
+        return assigned
+
+    def _build_hosts(self, host_specs: dict[str, tuple[dict[str, Any], KeyPath, str | None]],
+                     reserved: dict[ipaddress.IPv4Address, str],
+                     groups: dict[str, tuple[str, ...]]) -> dict[str, Host]:
+        hosts: dict[str, Host] = {}
+        free = {segment: self._free_addresses(segment, reserved) for segment in self.spec.segments}
+        all_names = set(host_specs) | set(groups)
+        for name, (fields, path, group) in host_specs.items():
+            segment = fields.get("segment")
+            if segment not in self.spec.segments:
+                continue
+            address = fields.get("ip")
+            if address is None:
+                address = next(free[segment], None)
+                if address is None:
+                    self.error(path, f"segment {segment!r} "
+                                     f"({self.spec.segments[segment].cidr}) has no free address "
+                                     f"left for host {name!r}", hint="use a larger CIDR")
+                    continue
+                reserved[address] = f"host {name!r}"
+            tier = fields.get("tier") or Tier.WORKSTATION
+            services = tuple(Service.make(s.name, s.port, s.proto, s.banner, s.vulns)
+                             for s in fields.get("services") or ())
+            seen_ports: set[tuple[int, str]] = set()
+            for index, service in enumerate(services):
+                if (service.port, service.proto) in seen_ports:
+                    self.error((*path, "services", index),
+                               f"port {service.port}/{service.proto} is used twice on {name!r}")
+                seen_ports.add((service.port, service.proto))
+            trusts: list[str] = []
+            for index, trusted in enumerate(fields.get("trusts") or ()):
+                if trusted in groups:
+                    trusts.extend(member for member in groups[trusted] if member != name)
+                elif trusted in host_specs:
+                    trusts.append(trusted)
+                else:
+                    self.error((*path, "trusts", index), f"unknown host or group {trusted!r}",
+                               hint=did_you_mean(trusted, all_names, "hosts"))
+            patched = fields.get("patched")
+            limits = fields.get("limits")
+            hosts[name] = Host(
+                name=name, segment=segment, ip=address, tier=tier,
+                value=fields["value"] if fields.get("value") is not None else TIER_VALUES[tier],
+                os=fields.get("os") or "linux", device=fields.get("device") or "",
+                services=services, trusts=tuple(dict.fromkeys(trusts)),
+                patched=True if patched is True else frozenset(patched or ()),
+                firewall=HostFirewall(),  # rules resolved below once every name is known
+                group=group,
+                cpus=limits.cpus if limits else None,
+                memory_mb=limits.memory_mb if limits else None,
+                image=fields.get("image"), description=fields.get("description") or "")
+        names = self._endpoint_names(groups, hosts)
+        for name, (fields, path, _group) in host_specs.items():
+            firewall = fields.get("firewall")
+            if firewall is None or name not in hosts:
+                continue
+            rules = tuple(self._rule((*path, "firewall", "rules", i), rule, names, i)
+                          for i, rule in enumerate(firewall.rules))
+            host = hosts[name]
+            hosts[name] = Host(**{**host.__dict__, "firewall": HostFirewall(firewall.default,
+                                                                             rules)})
+        return hosts
+
+    def _endpoint_names(self, groups: dict[str, tuple[str, ...]],
+                        hosts: dict[str, Host]) -> dict[str, Endpoint]:
+        names: dict[str, Endpoint] = {"any": Endpoint("any", (ipaddress.IPv4Network("0.0.0.0/0"),))}
+        for name, segment in self.spec.segments.items():
+            names[name] = Endpoint(name, (segment.cidr,))
+        for name, members in groups.items():
+            names[name] = Endpoint(name, tuple(ipaddress.IPv4Network(hosts[m].ip)
+                                               for m in members if m in hosts))
+        for name, host in hosts.items():
+            names[name] = Endpoint(name, (ipaddress.IPv4Network(host.ip),))
+        return names
+
+    def _rule(self, path: KeyPath, rule: RuleSpec | HostRuleSpec, names: dict[str, Endpoint],
+              index: int) -> Rule:
+        def endpoints(values: list[str], key: str) -> tuple[Endpoint, ...]:
+            found: list[Endpoint] = []
+            for i, value in enumerate(values):
+                value = str(value)
+                if value in names:
+                    found.append(names[value])
+                    continue
+                try:
+                    found.append(Endpoint(value, (ipaddress.IPv4Network(value),)))
+                    continue
+                except ValueError:
+                    pass
+                self.error((*path, key, i) if len(values) > 1 else (*path, key),
+                           f"unknown segment, group or host {value!r}",
+                           hint=did_you_mean(value, set(names) | set(self.spec.hosts)
+                                             | set(self.spec.groups), "names"))
+            return tuple(found)
+
+        ports: tuple[tuple[int, int], ...] | None = None
+        if rule.ports is not None:
+            parsed: list[tuple[int, int]] = []
+            for i, item in enumerate(rule.ports):
+                low, _, high = str(item).partition("-")
+                low_port, high_port = int(low), int(high or low)
+                if not 1 <= low_port <= high_port <= 65535:
+                    self.error((*path, "ports", i), f"port range {item!r} is not within 1-65535 "
+                               "or runs backwards")
+                parsed.append((low_port, high_port))
+            ports = tuple(parsed)
+            if rule.proto == "icmp":
+                self.error((*path, "ports"), "ICMP has no ports", hint="remove 'ports' or use "
+                                                                      "proto tcp/udp")
+        sources = endpoints(rule.from_, "from")
+        destinations = endpoints(getattr(rule, "to", ["any"]), "to")
+        return Rule(rule.action, sources, destinations, ports, rule.proto, index, rule.description)
+
+    def _check_decoys(self, reserved: dict[ipaddress.IPv4Address, str]) -> None:
+        for i, decoy in enumerate(self.spec.decoys):
+            if not any(decoy in s.cidr for s in self.spec.segments.values()):
+                self.error(("decoys", i), f"decoy {decoy} is outside every segment",
+                           hint="decoys are unused addresses inside a segment")
+            elif decoy in reserved:
+                self.error(("decoys", i), f"decoy {decoy} is used by {reserved[decoy]}",
+                           hint="decoys must be addresses no host uses")
+
+    def _check_rules_can_match(self, topology: Topology) -> None:
+        """A router rule that names a segment (or a host/group on one) whose traffic never
+        crosses that router can never match: almost always a mistake."""
+        crossing: dict[str, set[str]] = {name: set() for name in topology.routers}
+        for (a, b), path in topology.router_paths.items():
+            for router in path or ():
+                crossing[router].update((a, b))
+        for name, router_spec in self.spec.routers.items():
+            for index, rule in enumerate(router_spec.rules):
+                for key, values in (("from", rule.from_), ("to", rule.to)):
+                    for value in values:
+                        segment = self._segment_of(str(value), topology)
+                        if segment is None:
+                            continue
+                        if segment not in crossing[name] and segment not in topology.routers[name].interfaces:
+                            self.error(("routers", name, "rules", index, key),
+                                       f"names {value!r} on segment {segment!r}, but router "
+                                       f"{name!r} is not attached to it and no traffic of it "
+                                       f"crosses this router", hint=f"attach {name!r} to "
+                                       f"{segment!r} or move the rule to a router that is")
+
+    def _segment_of(self, name: str, topology: Topology) -> str | None:
+        if name in topology.segments:
+            return name
+        if name in topology.hosts:
+            return topology.hosts[name].segment
+        if name in topology.groups and topology.groups[name]:
+            first = topology.groups[name][0]
+            return topology.hosts[first].segment if first in topology.hosts else None
+        return None

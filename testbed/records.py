@@ -1,0 +1,88 @@
+"""Shapes of the JSON-lines records that cross layers: ground truth, alerts, actions.
+
+Standard library only (the agent imports it). Times: ``wall`` is epoch seconds (time.time()),
+``mono`` is CLOCK_MONOTONIC seconds (time.monotonic()), shared by every process on the machine,
+so the scorer aligns agents, sensors and responders on it. Results report seconds since the run's
+start (``t0`` in the run manifest).
+
+Who writes what (the wall between ground truth and detection):
+- agents write ground truth to ``<state_dir>/hosts/<host>/events.jsonl`` (GroundTruthEvent);
+  only the scorer reads them, never detectors or responders;
+- detectors emit alerts (Alert, Suricata-EVE compatible) to ``alerts.jsonl``;
+- responders and manual commands write ``actions.jsonl`` (ActionRecord).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = ["ActionRecord", "AlertRecord", "GroundTruthEvent", "EVENT_TYPES", "PROBE_OUTCOMES"]
+
+EVENT_TYPES = ("wake", "probe", "infection", "benign-request", "defence-signal",
+               "token-rejected", "stop", "listen", "refused-destination")
+"""``type`` of a ground-truth event."""
+
+PROBE_OUTCOMES = ("infected", "not-vulnerable", "rejected", "refused", "timeout", "prohibited",
+                  "unreachable", "ok")
+"""``outcome`` of a probe: infected (token accepted), not-vulnerable (service answered but is
+patched or lacks the vulnerability), rejected (token refused), refused (TCP RST), timeout,
+prohibited (ICMP admin prohibited), unreachable (ICMP host/net unreachable or no route), ok
+(a benign-looking interleaved connection succeeded)."""
+
+
+class GroundTruthEvent(TypedDict, total=False):
+    wall: float
+    mono: float
+    host: str  # the host whose agent wrote it
+    type: str  # one of EVENT_TYPES
+    technique: str  # MITRE ATT&CK id it imitates, e.g. T1046 (scan), T1210 (exploit), T1021
+    # probe / benign-request / defence-signal
+    target: str  # IPv4 address
+    target_host: str | None  # resolved host name when the address is a host
+    port: int
+    proto: str
+    service: str
+    vuln: str
+    tactic: str  # e.g. "uniform", "sequential", "local", "hitlist", "interleave"
+    encoding: str  # "plain" or "encoded"
+    outcome: str  # PROBE_OUTCOMES for probes; "ok"/"failed" for benign requests
+    role: str  # benign: "user", "backup", "scanner"
+    # infection
+    source: str  # address or host that infected it
+    parent: str  # host name of the parent
+    generation: int
+    weights: dict[str, float]  # inherited tactic weights (numbers only)
+    # token-rejected
+    reason: str  # "forged", "replay", "wrong-target", "patched", "malformed"
+    signal: str  # defence signal kind
+    detail: dict[str, Any]
+
+
+class AlertRecord(TypedDict, total=False):
+    """Suricata EVE ``alert`` compatible, plus the testbed's own keys."""
+
+    timestamp: str  # ISO 8601 with microseconds and zone, as in EVE
+    event_type: Literal["alert"]
+    src_ip: str
+    src_port: int
+    dest_ip: str
+    dest_port: int
+    proto: str  # "TCP", "UDP", "ICMP", "ARP"
+    alert: dict[str, Any]  # action, gid, signature_id, rev, signature, category, severity
+    # testbed keys
+    mono: float
+    detector: str
+    host: str | None  # source host name if the sensor's address book knows it
+    evidence: dict[str, Any]
+
+
+class ActionRecord(TypedDict, total=False):
+    mono: float
+    wall: float
+    action: Literal["quarantine", "release", "block", "unblock", "rate-limit"]
+    target: str  # host name (or "src->dst" description for blocks)
+    params: dict[str, Any]
+    cause: dict[str, Any]  # {"detector": ..., "alert_mono": ..., "signature": ...} or {"manual": user}
+    enforced_s: float  # seconds from call to enforcement
+    ok: bool
+    error: str

@@ -1,0 +1,64 @@
+"""Validate topology and scenario files, telling which is which by their content.
+
+Owns: recognising a file's kind (a scenario has ``worm:`` and ``topology:``, a worm profile has
+``params:`` and ``imitates``/``description``, else it is a topology) and collecting diagnostics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.errors import Diagnostic, ValidationError
+from testbed.model.load_scenario import scenario_from_document
+from testbed.model.load_topology import topology_from_document
+from testbed.yamlsource import load_yaml
+
+__all__ = ["FileReport", "validate_file"]
+
+
+@dataclass
+class FileReport:
+    path: str
+    kind: str  # topology, scenario, profile, unknown
+    summary: str = ""
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+
+def validate_file(path: str | Path) -> FileReport:
+    shown = str(path)
+    report = FileReport(shown, "unknown")
+    try:
+        document = load_yaml(path, display_name=shown)
+        data = document.data
+        if "worm" in data and "topology" in data:
+            report.kind = "scenario"
+            scenario = scenario_from_document(document, Path(path))
+            report.summary = (f"scenario {scenario.name!r} on {scenario.topology.name!r} "
+                              f"({len(scenario.topology.hosts)} hosts), worm "
+                              f"{scenario.spec.worm.profile}")
+        elif "params" in data and "segments" not in data:
+            from testbed.model.profiles import ProfileSpec
+            import pydantic
+
+            from testbed.model.diagnose import diagnostics_from_pydantic
+
+            report.kind = "profile"
+            try:
+                profile = ProfileSpec.model_validate(data)
+            except pydantic.ValidationError as err:
+                raise ValidationError(diagnostics_from_pydantic(
+                    err, document, ProfileSpec.model_json_schema())) from None
+            report.summary = f"worm profile {profile.name!r} ({len(profile.params)} parameters)"
+        else:
+            report.kind = "topology"
+            topology = topology_from_document(document)
+            report.summary = (f"topology {topology.name!r}: {len(topology.segments)} segments, "
+                              f"{len(topology.hosts)} hosts, {len(topology.routers)} routers")
+    except ValidationError as err:
+        report.diagnostics = err.diagnostics
+    return report
