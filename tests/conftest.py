@@ -1,0 +1,45 @@
+"""Test tiers: every test is marked by the folder it lives in.
+
+- tests/unit        -> ``unit``: no privileges, no network
+- tests/privileged  -> ``privileged``: root, namespaces, nftables (skipped without root)
+- tests/docker      -> ``docker``: a running Docker engine and the testbed image
+
+With ``CI=true`` a skipped privileged or docker test is turned into a failure: CI runs as root
+and ``make test`` installs and starts what those tiers need, so a skip there hides a broken setup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TIERS = {"unit": "unit", "privileged": "privileged", "docker": "docker"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, TIERS[tier]))
+        if tier == "privileged" and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason="privileged tier needs root"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    strict_tier = item.get_closest_marker("privileged") or item.get_closest_marker("docker")
+    if in_ci and strict_tier and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid}: skipped under CI=true, which is a failure for the "
+                           f"privileged and docker tiers ({report.longrepr})")
+
+
+@pytest.fixture()
+def repo_root() -> Path:
+    return REPO
