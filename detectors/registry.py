@@ -10,7 +10,8 @@ from typing import Any
 
 from testbed.registry import Registry
 
-__all__ = ["DETECTORS", "detector_class", "detector_names", "detector_parameters"]
+__all__ = ["DETECTORS", "describe_detector", "detector_class", "detector_names",
+           "detector_parameters"]
 
 DETECTORS: Registry[Any] = Registry("detector")
 for _name, _target in (
@@ -37,3 +38,18 @@ def detector_class(name: str) -> Any:
 def detector_parameters(name: str) -> dict[str, Any]:
     """The detector's documented default parameters (its ``PARAMETERS`` class attribute)."""
     return dict(getattr(detector_class(name), "PARAMETERS", {}))
+
+
+def describe_detector(name: str) -> dict[str, Any]:
+    """Name, summary, parameters and references of a detector (for ``testbed detectors``)."""
+    import inspect
+
+    cls = detector_class(name)
+    doc = inspect.getdoc(cls) or ""
+    return {
+        "name": name,
+        "summary": doc.split("\n\n", 1)[0].replace("\n", " "),
+        "parameters": detector_parameters(name),
+        "references": list(getattr(cls, "REFERENCES", ())),
+        "kinds": sorted(getattr(cls, "KINDS", ())),
+    }

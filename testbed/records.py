@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-__all__ = ["ActionRecord", "AlertRecord", "GroundTruthEvent", "EVENT_TYPES", "PROBE_OUTCOMES"]
+__all__ = ["EVENT_TYPES", "PROBE_OUTCOMES", "ActionRecord", "AlertRecord", "GroundTruthEvent"]
 
 EVENT_TYPES = ("wake", "probe", "infection", "benign-request", "defence-signal",
                "token-rejected", "stop", "listen", "refused-destination")
@@ -46,6 +46,7 @@ class GroundTruthEvent(TypedDict, total=False):
     tactic: str  # e.g. "uniform", "sequential", "local", "hitlist", "interleave"
     encoding: str  # "plain" or "encoded"
     outcome: str  # PROBE_OUTCOMES for probes; "ok"/"failed" for benign requests
+    start_mono: float  # probes: when the attempt began (``mono`` is when its outcome was known)
     role: str  # benign: "user", "backup", "scanner"
     # infection
     source: str  # address or host that infected it
@@ -82,7 +83,8 @@ class ActionRecord(TypedDict, total=False):
     action: Literal["quarantine", "release", "block", "unblock", "rate-limit"]
     target: str  # host name (or "src->dst" description for blocks)
     params: dict[str, Any]
-    cause: dict[str, Any]  # {"detector": ..., "alert_mono": ..., "signature": ...} or {"manual": user}
+    # {"detector": ..., "alert_mono": ..., "signature": ...} or {"manual": user}
+    cause: dict[str, Any]
     enforced_s: float  # seconds from call to enforcement
     ok: bool
     error: str

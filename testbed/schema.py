@@ -18,14 +18,16 @@ SCHEMA_DIRECTORY = Path(__file__).resolve().parent / "schemas"
 
 
 def _models() -> dict[str, type[BaseModel]]:
+    from testbed.bench import BenchSpec
     from testbed.model.profiles import ProfileSpec
     from testbed.model.scenario_spec import ScenarioSpec
     from testbed.model.spec import TopologySpec
 
-    return {"topology": TopologySpec, "scenario": ScenarioSpec, "profile": ProfileSpec}
+    return {"topology": TopologySpec, "scenario": ScenarioSpec, "profile": ProfileSpec,
+            "bench": BenchSpec}
 
 
-SCHEMA_KINDS = ("topology", "scenario", "profile")
+SCHEMA_KINDS = ("topology", "scenario", "profile", "bench")
 
 
 def generate_schema(kind: str) -> dict[str, Any]:

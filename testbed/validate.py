@@ -1,7 +1,8 @@
 """Validate topology and scenario files, telling which is which by their content.
 
 Owns: recognising a file's kind (a scenario has ``worm:`` and ``topology:``, a worm profile has
-``params:`` and ``imitates``/``description``, else it is a topology) and collecting diagnostics.
+``params:`` and ``imitates``/``description``, a bench file ``scenarios:``/``detector_sets:``, else
+it is a topology) and collecting diagnostics.
 """
 
 from __future__ import annotations
@@ -35,17 +36,27 @@ def validate_file(path: str | Path) -> FileReport:
     try:
         document = load_yaml(path, display_name=shown)
         data = document.data
-        if "worm" in data and "topology" in data:
+        # Topologies never have 'worm' or 'topology' keys: either marks a scenario, so that a
+        # scenario missing one of them is told so instead of being checked as a topology.
+        if "worm" in data or "topology" in data:
             report.kind = "scenario"
             scenario = scenario_from_document(document, Path(path))
             report.summary = (f"scenario {scenario.name!r} on {scenario.topology.name!r} "
                               f"({len(scenario.topology.hosts)} hosts), worm "
                               f"{scenario.spec.worm.profile}")
+        elif "detector_sets" in data or "scenarios" in data:
+            from testbed.bench import load_bench  # a bench file: scenarios x detectors x seeds
+
+            report.kind = "bench"
+            bench = load_bench(path)
+            report.summary = (f"bench {bench.spec.name!r}: "
+                              f"{_count(len(bench.scenarios), 'scenario')}, "
+                              f"{_count(len(bench.cells()), 'run')}")
         elif "params" in data and "segments" not in data:
-            from testbed.model.profiles import ProfileSpec
             import pydantic
 
             from testbed.model.diagnose import diagnostics_from_pydantic
+            from testbed.model.profiles import ProfileSpec
 
             report.kind = "profile"
             try:
@@ -57,8 +68,14 @@ def validate_file(path: str | Path) -> FileReport:
         else:
             report.kind = "topology"
             topology = topology_from_document(document)
-            report.summary = (f"topology {topology.name!r}: {len(topology.segments)} segments, "
-                              f"{len(topology.hosts)} hosts, {len(topology.routers)} routers")
+            report.summary = (f"topology {topology.name!r}: "
+                              f"{_count(len(topology.segments), 'segment')}, "
+                              f"{_count(len(topology.hosts), 'host')}, "
+                              f"{_count(len(topology.routers), 'router')}")
     except ValidationError as err:
         report.diagnostics = err.diagnostics
     return report
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -2,7 +2,8 @@
 
 Owns: reading a user's YAML file into plain Python data plus a map from key paths to
 ``(line, column)``, refusing anything that is not plain data (Python tags, unknown tags), duplicate
-keys, merge keys, files that are not UTF-8, absurd sizes and alias bombs, in bounded time and memory.
+keys, merge keys, files that are not UTF-8, absurd sizes and alias bombs, in bounded time and
+memory.
 Must not know what a topology or scenario is: that is ``testbed.model``.
 """
 
@@ -17,8 +18,14 @@ import yaml
 
 from testbed.errors import Diagnostic, ValidationError
 
-__all__ = ["MAX_FILE_BYTES", "MAX_EXPANDED_NODES", "KeyPath", "SourceDocument", "load_yaml",
-           "format_path"]
+__all__ = [
+    "MAX_EXPANDED_NODES",
+    "MAX_FILE_BYTES",
+    "KeyPath",
+    "SourceDocument",
+    "format_path",
+    "load_yaml",
+]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 """Refuse larger files: a 250-host campus topology is about 20 kB."""
@@ -78,7 +85,7 @@ class SourceDocument:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader used only to compose nodes and resolve scalars; never constructs Python objects."""
+    """SafeLoader used only to compose nodes and resolve scalars; never builds Python objects."""
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -136,7 +143,8 @@ def parse_yaml_text(text: str, shown: str) -> SourceDocument:
                                                 "scenario") from None
     finally:
         loader.dispose()
-    if root is None:
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.value == ""
+                        and root.tag == "tag:yaml.org,2002:null"):  # '---' alone
         raise ValidationError.single(shown, "file is empty",
                                      hint="a topology starts with 'name:' and 'segments:'")
     document = SourceDocument(Path(shown), None)
@@ -198,7 +206,8 @@ def _to_plain(node: yaml.Node, path: KeyPath, document: SourceDocument,
         line, column = _mark(node)
         diagnostics.append(Diagnostic(
             document.file.as_posix(), line, column,
-            f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: these files hold plain data only",
+            f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: "
+            "these files hold plain data only",
             format_path(path), "remove the tag; use plain strings, numbers, lists and maps"))
         return None
     if isinstance(node, yaml.MappingNode):

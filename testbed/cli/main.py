@@ -31,7 +31,9 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"testbed.cli.commands.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` one subcommand configured (imports only that module;
+    the others are listed but not loaded, so that ``testbed validate`` starts fast)."""
     parser = argparse.ArgumentParser(
         prog="testbed",
         description="Adaptive-worm cyber-defence testbed: YAML topologies become emulated "
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"testbed {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
+        command = name.removesuffix("_cmd")
+        if only is not None and command != only:
+            subparsers.add_parser(command)
+            continue
         module = _load(name)
         sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(sub)
@@ -51,8 +57,12 @@ def _print_error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in arguments if not a.startswith("-")), None)
+    known = {name.removesuffix("_cmd") for name in COMMANDS}
+    wants_overview = first is None or first not in known
+    parser = build_parser(None if wants_overview else first)
+    args = parser.parse_args(arguments)
     try:
         return int(args.handler(args) or 0)
     except InputError as err:

@@ -9,7 +9,16 @@
 from testbed.model.load_scenario import Scenario, expand_hosts, load_scenario
 from testbed.model.load_topology import load_topology, resolve_host_fields
 from testbed.model.spec import TIER_VALUES, Tier
-from testbed.model.topology import Endpoint, Host, HostFirewall, Router, Rule, Segment, Service, Topology
+from testbed.model.topology import (
+    Endpoint,
+    Host,
+    HostFirewall,
+    Router,
+    Rule,
+    Segment,
+    Service,
+    Topology,
+)
 
 __all__ = [
     "TIER_VALUES",

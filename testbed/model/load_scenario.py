@@ -19,6 +19,7 @@ from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
 from testbed.model.load_topology import load_topology
 from testbed.model.profiles import check_profile_params, resolved_profile_params
 from testbed.model.scenario_spec import ScenarioSpec
+from testbed.model.spec import SERVICE_KINDS
 from testbed.model.topology import Topology
 from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
 
@@ -86,7 +87,15 @@ def scenario_from_document(document: SourceDocument, real_path: Path) -> Scenari
             ("topology",), f"topology file {spec.topology!r} not found "
                            f"(looked for {topology_shown})",
             hint="the path is relative to the scenario file")])
-    topology = load_topology(topology_real, display_name=topology_shown)
+    try:
+        topology = load_topology(topology_real, display_name=topology_shown)
+    except ValidationError as err:
+        # The errors are located in the topology file; say where the scenario names it, too.
+        count = len(err.diagnostics)
+        note = document.diagnostic(("topology",), f"topology {spec.topology!r} is not valid "
+                                                  f"({count} error{'s' if count != 1 else ''})",
+                                   hint=f"run: testbed validate {topology_shown}")
+        raise ValidationError([*err.diagnostics, note]) from None
     problems = _cross_check(spec, topology, document)
     if problems:
         raise ValidationError(problems)
@@ -117,6 +126,11 @@ def _cross_check(spec: ScenarioSpec, topology: Topology,
     for index, user in enumerate(spec.benign.users):
         check_names(("benign", "users", index, "hosts"), user.hosts, host_like, "host")
         check_names(("benign", "users", index, "targets"), user.targets, every_name, "host")
+        for position, kind in enumerate(user.services or ()):
+            if kind not in SERVICE_KINDS:
+                error(("benign", "users", index, "services", position),
+                      f"unknown service kind {kind!r}",
+                      hint=did_you_mean(kind, set(SERVICE_KINDS), "service kinds"))
     if spec.benign.backup:
         check_names(("benign", "backup", "host"), [spec.benign.backup.host], set(topology.hosts),
                     "host")

@@ -17,7 +17,16 @@ import pydantic
 from testbed.errors import Diagnostic, ValidationError
 from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
 from testbed.model.spec import TIER_VALUES, HostFields, HostRuleSpec, RuleSpec, Tier, TopologySpec
-from testbed.model.topology import Endpoint, Host, HostFirewall, Router, Rule, Segment, Service, Topology
+from testbed.model.topology import (
+    Endpoint,
+    Host,
+    HostFirewall,
+    Router,
+    Rule,
+    Segment,
+    Service,
+    Topology,
+)
 from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
 
 __all__ = ["MAX_HOSTS", "load_topology", "resolve_host_fields", "topology_from_document"]
@@ -71,7 +80,10 @@ class _Resolver:
         self.problems: list[Diagnostic] = []
 
     def error(self, path: KeyPath, message: str, hint: str = "", at_key: bool = False) -> None:
-        self.problems.append(self.document.diagnostic(path, message, hint=hint, at_key=at_key))
+        diagnostic = self.document.diagnostic(path, message, hint=hint, at_key=at_key)
+        # A group's members share one declaration: report its problem once, not per member.
+        if diagnostic not in self.problems:
+            self.problems.append(diagnostic)
 
     # ------------------------------------------------------------------------------------
     def resolve(self) -> Topology:
@@ -82,7 +94,8 @@ class _Resolver:
                     for name, s in spec.segments.items()}
         host_specs = self._stamp_hosts()
         if len(host_specs) > MAX_HOSTS:
-            self.error(("groups",), f"{len(host_specs)} hosts is more than the limit of {MAX_HOSTS}",
+            self.error(("groups",),
+                       f"{len(host_specs)} hosts is more than the limit of {MAX_HOSTS}",
                        hint="split the topology or lower the group counts")
             raise ValidationError(self.problems)
         groups = {name: tuple(f"{name}-{i}" for i in range(1, g.count + 1))
@@ -135,16 +148,25 @@ class _Resolver:
                     self.error((kind, name), "'any' is reserved", at_key=True,
                                hint="rules use 'any' for every address")
                 if name in seen:
-                    self.error((kind, name), f"name {name!r} is already used by {seen[name]}",
+                    self.error((kind, name), f"name {name!r} is already used by a "
+                                             f"{seen[name].removesuffix('s')}",
                                hint="segments, groups, hosts and routers share one namespace so "
                                     "that rules can name any of them", at_key=True)
                 seen.setdefault(name, kind)
+        # Group members ('pc' -> pc-1 .. pc-N) join the same namespace.
         for group, g in spec.groups.items():
             for i in range(1, g.count + 1):
                 stamped = f"{group}-{i}"
-                if stamped in spec.hosts:
+                if stamped not in seen:
+                    continue
+                kind = seen[stamped]
+                if kind == "hosts":
                     self.error(("hosts", stamped), f"host {stamped!r} collides with a member of "
                                f"group {group!r}", at_key=True, hint="rename the host")
+                else:
+                    self.error((kind, stamped), f"{kind.removesuffix('s')} {stamped!r} collides "
+                               f"with a member of group {group!r}", at_key=True,
+                               hint=f"rename {stamped!r} or group {group!r}")
 
     def _stamp_hosts(self) -> dict[str, tuple[dict[str, Any], KeyPath, str | None]]:
         """Every host's resolved fields, where it was declared, and its group."""
@@ -158,14 +180,23 @@ class _Resolver:
             fields = resolve_host_fields(spec.defaults, g, None)
             for i in range(1, g.count + 1):
                 stamped[f"{group}-{i}"] = (dict(fields, ip=None), ("groups", group), group)
-        for name, (fields, path, _group) in stamped.items():
+        reported: set[KeyPath] = set()  # one message per declaration, not per group member
+        for name, (fields, path, member_of) in stamped.items():
             segment = fields.get("segment")
             if segment is None:
-                self.error(path, f"host {name!r} has no segment",
-                           hint="set 'segment:' on the host, its group, or in defaults")
+                if path not in reported:
+                    what = f"group {member_of!r}" if member_of else f"host {name!r}"
+                    self.error(path, f"{what} has no segment",
+                               hint="set 'segment:' on the host, its group, or in defaults")
+                reported.add(path)
             elif segment not in spec.segments:
-                self.error((*path, "segment"), f"unknown segment {segment!r}",
-                           hint=did_you_mean(segment, set(spec.segments), "segments"))
+                declared: HostFields = (spec.groups[member_of] if member_of else spec.hosts[name])
+                origin: KeyPath = ((*path, "segment") if "segment" in declared.model_fields_set
+                                   else ("defaults", "segment"))
+                if origin not in reported:
+                    self.error(origin, f"unknown segment {segment!r}",
+                               hint=did_you_mean(segment, set(spec.segments), "segments"))
+                reported.add(origin)
         return stamped
 
     def _reserve_fixed_addresses(self, host_specs: dict[str, tuple[dict[str, Any], KeyPath,
@@ -193,15 +224,15 @@ class _Resolver:
 
         for name, router in self.spec.routers.items():
             for segment, address in router.addresses.items():
-                path = ("routers", name, "addresses", segment)
+                path: KeyPath = ("routers", name, "addresses", segment)
                 if segment not in router.segments:
                     self.error(path, f"router {name!r} has no interface on segment {segment!r}",
                                hint=f"add {segment!r} to its segments, or remove this address")
                     continue
                 claim(address, f"router {name!r}", segment, path)
-        for name, (fields, path, _group) in host_specs.items():
+        for name, (fields, host_path, _group) in host_specs.items():
             if fields.get("ip") is not None:
-                claim(fields["ip"], f"host {name!r}", fields.get("segment"), (*path, "ip"))
+                claim(fields["ip"], f"host {name!r}", fields.get("segment"), (*host_path, "ip"))
         return reserved
 
     def _free_addresses(self, segment: str, reserved: dict[ipaddress.IPv4Address, str]):  # type: ignore[no-untyped-def]
@@ -242,6 +273,8 @@ class _Resolver:
         hosts: dict[str, Host] = {}
         free = {segment: self._free_addresses(segment, reserved) for segment in self.spec.segments}
         all_names = set(host_specs) | set(groups)
+        # Hosts left without an address, per declaration: one message per group, not per member.
+        starved: dict[KeyPath, tuple[str, list[str]]] = {}
         for name, (fields, path, group) in host_specs.items():
             segment = fields.get("segment")
             if segment not in self.spec.segments:
@@ -250,9 +283,7 @@ class _Resolver:
             if address is None:
                 address = next(free[segment], None)
                 if address is None:
-                    self.error(path, f"segment {segment!r} "
-                                     f"({self.spec.segments[segment].cidr}) has no free address "
-                                     f"left for host {name!r}", hint="use a larger CIDR")
+                    starved.setdefault(path, (segment, []))[1].append(name)
                     continue
                 reserved[address] = f"host {name!r}"
             tier = fields.get("tier") or Tier.WORKSTATION
@@ -262,7 +293,8 @@ class _Resolver:
             for index, service in enumerate(services):
                 if (service.port, service.proto) in seen_ports:
                     self.error((*path, "services", index),
-                               f"port {service.port}/{service.proto} is used twice on {name!r}")
+                               f"port {service.port}/{service.proto} is used by two services",
+                               hint="give one of them another 'port:'")
                 seen_ports.add((service.port, service.proto))
             trusts: list[str] = []
             for index, trusted in enumerate(fields.get("trusts") or ()):
@@ -286,6 +318,13 @@ class _Resolver:
                 cpus=limits.cpus if limits else None,
                 memory_mb=limits.memory_mb if limits else None,
                 image=fields.get("image"), description=fields.get("description") or "")
+        for path, (segment, left_out) in starved.items():
+            network = self.spec.segments[segment].cidr
+            who = (f"host {left_out[0]!r}" if len(left_out) == 1 else
+                   f"{len(left_out)} hosts ({left_out[0]} .. {left_out[-1]})")
+            self.error(path, f"segment {segment!r} ({network}) has no free address left for "
+                             f"{who}", hint=f"{network} has {max(network.num_addresses - 2, 0)} "
+                                            "usable addresses; use a larger CIDR or fewer hosts")
         names = self._endpoint_names(groups, hosts)
         for name, (fields, path, _group) in host_specs.items():
             firewall = fields.get("firewall")
@@ -334,11 +373,17 @@ class _Resolver:
         if rule.ports is not None:
             parsed: list[tuple[int, int]] = []
             for i, item in enumerate(rule.ports):
-                low, _, high = str(item).partition("-")
-                low_port, high_port = int(low), int(high or low)
+                # Integers arrive as int (possibly negative); ranges as 'low-high' strings that
+                # the spec's pattern already checked for digits.
+                if isinstance(item, int):
+                    low_port = high_port = item
+                else:
+                    low, _, high = item.partition("-")
+                    low_port, high_port = int(low), int(high or low)
                 if not 1 <= low_port <= high_port <= 65535:
                     self.error((*path, "ports", i), f"port range {item!r} is not within 1-65535 "
-                               "or runs backwards")
+                               "or runs backwards", hint="ports are 1-65535; ranges low-high")
+                    continue
                 parsed.append((low_port, high_port))
             ports = tuple(parsed)
             if rule.proto == "icmp":
@@ -349,13 +394,21 @@ class _Resolver:
         return Rule(rule.action, sources, destinations, ports, rule.proto, index, rule.description)
 
     def _check_decoys(self, reserved: dict[ipaddress.IPv4Address, str]) -> None:
+        seen: set[ipaddress.IPv4Address] = set()
         for i, decoy in enumerate(self.spec.decoys):
-            if not any(decoy in s.cidr for s in self.spec.segments.values()):
+            network = next((s.cidr for s in self.spec.segments.values() if decoy in s.cidr), None)
+            if network is None:
                 self.error(("decoys", i), f"decoy {decoy} is outside every segment",
                            hint="decoys are unused addresses inside a segment")
+            elif decoy in (network.network_address, network.broadcast_address):
+                self.error(("decoys", i), f"decoy {decoy} is the network or broadcast address "
+                                          f"of {network}", hint="pick a host address")
+            elif decoy in seen:
+                self.error(("decoys", i), f"decoy {decoy} is listed twice")
             elif decoy in reserved:
                 self.error(("decoys", i), f"decoy {decoy} is used by {reserved[decoy]}",
                            hint="decoys must be addresses no host uses")
+            seen.add(decoy)
 
     def _check_rules_can_match(self, topology: Topology) -> None:
         """A router rule that names a segment (or a host/group on one) whose traffic never
@@ -371,7 +424,8 @@ class _Resolver:
                         segment = self._segment_of(str(value), topology)
                         if segment is None:
                             continue
-                        if segment not in crossing[name] and segment not in topology.routers[name].interfaces:
+                        attached = topology.routers[name].interfaces
+                        if segment not in crossing[name] and segment not in attached:
                             self.error(("routers", name, "rules", index, key),
                                        f"names {value!r} on segment {segment!r}, but router "
                                        f"{name!r} is not attached to it and no traffic of it "
@@ -383,7 +437,7 @@ class _Resolver:
             return name
         if name in topology.hosts:
             return topology.hosts[name].segment
-        if name in topology.groups and topology.groups[name]:
+        if topology.groups.get(name):
             first = topology.groups[name][0]
             return topology.hosts[first].segment if first in topology.hosts else None
         return None

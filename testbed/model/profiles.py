@@ -15,7 +15,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from testbed.errors import ValidationError
-from testbed.model.diagnose import did_you_mean, diagnostics_from_pydantic
+from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
 from testbed.yamlsource import load_yaml
 
 __all__ = ["PROFILE_DIRECTORY", "ParameterSpec", "ProfileSpec", "check_profile_params",
@@ -39,7 +39,8 @@ class ParameterSpec(BaseModel):
 class ProfileSpec(BaseModel):
     """A worm profile: a named set of tactic parameters for the agent's brain."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="Adaptive-worm testbed worm profile")
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              title="Adaptive-worm testbed worm profile")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     description: str
@@ -62,8 +63,9 @@ def profile_catalog() -> dict[str, ProfileSpec]:
     return catalog
 
 
-def check_profile_params(profile_name: str, params: dict[str, Any]) -> list[tuple[str | None, str, str]]:
-    """Problems with ``params`` for the profile as (parameter or None, message, hint); [] if fine."""
+def check_profile_params(profile_name: str,
+                         params: dict[str, Any]) -> list[tuple[str | None, str, str]]:
+    """Problems with ``params`` as (parameter or None, message, hint); [] if fine."""
     catalog = profile_catalog()
     if profile_name not in catalog:
         return [(None, f"unknown worm profile {profile_name!r}",

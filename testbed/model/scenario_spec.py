@@ -66,7 +66,7 @@ class BackupSpec(_Strict):
 
 
 class ScannerSpec(_Strict):
-    """An IT vulnerability scanner that sweeps segments on schedule (another false-positive trap)."""
+    """An IT vulnerability scanner sweeping segments on schedule (another false-positive trap)."""
 
     host: Name
     segments: NameList = Field(description="Segments it sweeps.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from testbed.model.spec import DEFAULT_PORTS, TIER_VALUES, Tier
+from testbed.model.spec import DEFAULT_PORTS, Tier
 
 __all__ = [
     "Endpoint",
@@ -235,7 +235,8 @@ class Topology:
                                  tuple(node[2:] for node in path if node.startswith("r:")))
         return paths
 
-    def next_hop(self, segment: str, destination_segment: str) -> tuple[str, ipaddress.IPv4Address] | None:
+    def next_hop(self, segment: str,
+                 destination_segment: str) -> tuple[str, ipaddress.IPv4Address] | None:
         """The router (name, address on ``segment``) a host on ``segment`` sends to reach
         ``destination_segment``; None when on the same segment or unreachable."""
         path = self.router_paths.get((segment, destination_segment))

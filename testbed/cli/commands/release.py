@@ -1,18 +1,27 @@
-"""`testbed release`: Release a quarantined host of a live run. (Placeholder until its issue lands.)"""
+"""`testbed release RUN HOST`: undo a quarantine of HOST, on a live run.
+
+The action is logged to the run's actions.jsonl with cause {"manual": user} and scored exactly
+like an automatic one.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from testbed.errors import TestbedError
+from testbed.cli.commands.quarantine import add_common, report
 
 NAME = "release"
 HELP = "Release a quarantined host of a live run"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs=argparse.REMAINDER)
+    parser.add_argument("run", metavar="RUN", help="run name (see `testbed status`)")
+    parser.add_argument("host", metavar="HOST", help="host name in the run's topology")
+    add_common(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TestbedError(f"'testbed {NAME}' is not built yet")
+    from testbed.runner.manual import manual_action
+
+    record = manual_action(args.run, NAME, args.host, backend=args.backend, user=args.user)
+    return report(args, record)

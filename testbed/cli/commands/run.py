@@ -1,18 +1,67 @@
-"""`testbed run`: Run a scenario end to end and score the containment. (Placeholder until its issue lands.)"""
+"""`testbed run SCENARIO`: run a scenario end to end, score the containment, write the report.
+
+Prints the headline metrics and the report's path at the end (``--json``: results.json on
+stdout). Exit status 0 when the run completed (whatever its grade), 130 after Ctrl-C (cleaned up,
+partial results written).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-from testbed.errors import TestbedError
+from testbed.model import load_scenario
 
 NAME = "run"
 HELP = "Run a scenario end to end and score the containment"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs=argparse.REMAINDER)
+    parser.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    parser.add_argument("--backend", help="netns or docker (default: the scenario's)")
+    parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="run directory (default runs/<scenario>-<timestamp>/)")
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="time limit in seconds (default: the scenario's duration_s)")
+    parser.add_argument("--repetitions", type=int, metavar="N",
+                        help="runs with seeds seed, seed+1, ... (default: the scenario's)")
+    parser.add_argument("--no-live", action="store_true",
+                        help="plain progress lines instead of the live view (CI, logs)")
+    parser.add_argument("--json", action="store_true", help="print results.json on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TestbedError(f"'testbed {NAME}' is not built yet")
+    from testbed.runner import headline, run_repetitions, summarize
+
+    scenario = load_scenario(args.scenario)
+    if args.duration is not None and args.duration <= 0:
+        sys.stderr.write("testbed run: error: --duration must be positive\n")
+        return 2
+    if args.repetitions is not None and args.repetitions < 1:
+        sys.stderr.write("testbed run: error: --repetitions must be at least 1\n")
+        return 2
+    runs = run_repetitions(scenario, repetitions=args.repetitions, out_dir=args.out,
+                           seed=args.seed, backend=args.backend, duration=args.duration,
+                           live=not args.no_live and not args.json)
+    if args.json:
+        payload = runs[0].results if len(runs) == 1 else {
+            "runs": [r.results for r in runs], "summary": summarize([r.results for r in runs])}
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for result in runs:
+        if len(runs) > 1:
+            print(f"\n== seed {result.results['run'].get('seed')}: {result.run_dir}")
+        print(headline(result.results, result.report))
+        print(f"results                  {result.run_dir / 'results.json'}")
+    if len(runs) > 1:
+        summary = summarize([r.results for r in runs])
+        print("\n== over", len(runs), "runs (median, IQR)")
+        for key, value in summary.items():
+            if value.get("median") is not None:
+                print(f"{key:28s} {value['median']:.3g}"
+                      + (f"  (IQR {value['iqr']:.3g})" if value.get("iqr") is not None else ""))
+    return 0

@@ -1,0 +1,179 @@
+"""A set of configured detectors fed by one event stream.
+
+Owns: building detectors from scenario specs (``DetectorSet.from_specs``), dispatching each
+event only to the detectors whose ``KINDS`` want it, filling in the source's host name from the
+inventory, writing alerts as EVE-style JSON lines, and the default set. Must not touch: ground
+truth, the deployment (responders act; detectors only speak).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from detectors.base import KINDS, Alert, ConnEvent, Detector, SensorContext
+from detectors.registry import DETECTORS
+from testbed.errors import DetectorError
+from testbed.model.scenario_spec import DetectorSpec
+
+__all__ = ["DEFAULT_DETECTORS", "AlertLog", "DetectorSet", "run_offline"]
+
+DEFAULT_DETECTORS: tuple[str, ...] = ("trw", "throttle", "cbcrl", "fanout", "darknet",
+                                      "signature", "graph")
+"""The built-ins that run on connection events (``suricata`` runs its own capture)."""
+
+
+class DetectorSet:
+    """Several detectors behind the single-detector contract; a context manager (closes)."""
+
+    def __init__(self, detectors: Sequence[Detector], context: SensorContext) -> None:
+        self.detectors = list(detectors)
+        self.context = context
+        self._by_kind: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+        for detector in self.detectors:
+            for kind in detector.KINDS:
+                self._by_kind[kind].append(detector.observe)
+        self.closed = False
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[DetectorSpec], context: SensorContext, *,
+                   seed: int = 0) -> DetectorSet:
+        detectors: list[Detector] = []
+        names: set[str] = set()
+        for spec in specs:
+            if spec.name in names:
+                raise DetectorError(f"detector {spec.name!r} is listed twice")
+            names.add(spec.name)
+            detector_class = DETECTORS.get(spec.name)
+            detector = detector_class(context, **spec.params)
+            detector.reset(seed)
+            detectors.append(detector)
+        return cls(detectors, context)
+
+    @classmethod
+    def from_names(cls, names: Iterable[str], context: SensorContext, *,
+                   seed: int = 0) -> DetectorSet:
+        return cls.from_specs([DetectorSpec(name=n) for n in names], context, seed=seed)
+
+    def __enter__(self) -> DetectorSet:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if not self.closed:
+            self.close()
+
+    def start(self) -> None:
+        """Start detectors that run their own capture (Suricata) and wait until they listen.
+
+        Optional: they otherwise start at the first ``tick``.
+        """
+        for detector in self.detectors:
+            start = getattr(detector, "start", None)
+            if callable(start):
+                start()
+
+    def reset(self, seed: int) -> None:
+        for detector in self.detectors:
+            detector.reset(seed)
+
+    def observe(self, event: ConnEvent) -> list[Alert]:
+        if event.src in self.context.infrastructure:
+            return []  # router ARP and forwarding noise is not a host's behaviour
+        alerts: list[Alert] = []
+        for observe in self._by_kind.get(event.kind, ()):
+            produced = observe(event)
+            if produced:
+                alerts += produced
+        return alerts
+
+    def observe_many(self, events: Iterable[ConnEvent]) -> list[Alert]:
+        alerts: list[Alert] = []
+        infrastructure, by_kind = self.context.infrastructure, self._by_kind
+        for event in events:
+            if event.src in infrastructure:
+                continue
+            for observe in by_kind.get(event.kind, ()):
+                produced = observe(event)
+                if produced:
+                    alerts += produced
+        return alerts
+
+    def tick(self, now: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        for detector in self.detectors:
+            alerts += detector.tick(now)
+        return alerts
+
+    def close(self) -> list[Alert]:
+        self.closed = True
+        alerts: list[Alert] = []
+        errors: list[str] = []
+        for detector in self.detectors:
+            try:
+                alerts += detector.close()
+            except Exception as err:  # close every detector even when one fails
+                errors.append(f"{detector.NAME}: {err}")
+        if errors:
+            raise DetectorError("closing detectors failed: " + "; ".join(errors))
+        return alerts
+
+
+class AlertLog:
+    """Appends alerts to ``alerts.jsonl`` as EVE-style records (one JSON object a line)."""
+
+    def __init__(self, path: Path, *, clock_offset: float | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.clock_offset = clock_offset
+        self._handle: IO[str] = open(path, "a", encoding="utf-8")
+        self.count = 0
+
+    def write(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            self._handle.write(json.dumps(alert.to_record(clock_offset=self.clock_offset),
+                                          sort_keys=True) + "\n")
+            self.count += 1
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AlertLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_offline(pcap: Path, names: Sequence[str] | None = None, *,
+                specs: Sequence[DetectorSpec] | None = None,
+                context: SensorContext | None = None, seed: int = 0,
+                progress: Any = None) -> list[Alert]:
+    """Every alert the detectors raise over a capture file, in time order.
+
+    ``progress(events_so_far)`` is called every 10 000 events when given.
+    """
+    from dataclasses import replace
+
+    from testbed.sensor import events_from_pcap
+
+    context = replace(context or SensorContext(), pcap=Path(pcap), taps=())
+    if specs is None:
+        specs = [DetectorSpec(name=n) for n in (names or DEFAULT_DETECTORS)]
+    alerts: list[Alert] = []
+    with DetectorSet.from_specs(specs, context, seed=seed) as detectors:
+        last_tick = None
+        for count, event in enumerate(events_from_pcap(pcap), 1):
+            alerts += detectors.observe(event)
+            if last_tick is None or event.time - last_tick >= 1.0:
+                alerts += detectors.tick(event.time)
+                last_tick = event.time
+            if progress is not None and count % 10_000 == 0:
+                progress(count)
+        alerts += detectors.close()
+    alerts.sort(key=lambda a: a.time)
+    return alerts

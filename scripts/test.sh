@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Lint and test runner behind `make test`, `make lint`, `make unit|privileged|docker`.
+#
+# All tiers run in ONE pytest invocation, so pytest's closing line is the total (CI reads it),
+# with a per-tier table just above it (scripts/pytest_tier_summary.py). Lint failures do not stop
+# the tests; they fail the run at the end. pytest's exit 5 ("no tests collected") is a failure.
+#
+# Usage: scripts/test.sh all|lint|unit|privileged|docker [extra pytest args...]
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+WHAT=${1:-all}; shift || true
+LINT_PATHS=(testbed detectors tests benchmarks)
+lint_status=0
+
+lint() {
+    local paths=() p
+    for p in "${LINT_PATHS[@]}"; do [ -e "$p" ] && paths+=("$p"); done
+    echo "== ruff check ${paths[*]}"
+    "$PYTHON" -m ruff check "${paths[@]}" || lint_status=1
+    echo "== mypy (packages from pyproject.toml)"
+    "$PYTHON" -m mypy || lint_status=1
+    if [ "$lint_status" -eq 0 ]; then echo "== lint: ok"; else echo "== lint: FAILED"; fi
+}
+
+run_pytest() {
+    echo "== pytest $*"
+    PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" \
+        "$PYTHON" -m pytest -p pytest_tier_summary --strict-markers "$@"
+    local status=$?
+    if [ "$status" -eq 5 ]; then
+        echo "== pytest collected no tests: that is a failure, not a pass" >&2
+        return 1
+    fi
+    return "$status"
+}
+
+case "$WHAT" in
+    lint) lint; exit "$lint_status" ;;
+    unit|privileged|docker) run_pytest "tests/$WHAT" "$@"; exit $? ;;
+    all)
+        lint
+        tiers=()
+        for tier in tests/unit tests/privileged tests/docker; do [ -d "$tier" ] && tiers+=("$tier"); done
+        run_pytest "${tiers[@]}" "$@"
+        test_status=$?
+        if [ "$lint_status" -ne 0 ]; then echo "== make test: FAILED (lint, see above)" >&2; exit 1; fi
+        exit "$test_status"
+        ;;
+    *) echo "usage: scripts/test.sh all|lint|unit|privileged|docker [pytest args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,241 @@
+"""The containers of a docker-backend run: what each one is; starting, finding, removing them.
+
+Owns: the container description of every host and router (image, labels, CPU and memory limits,
+mounts), starting containers in parallel with ``network_mode=none`` and giving each one's network
+namespace a name under /run/netns (as ``ip netns attach`` does) so that the shared netns wiring
+can treat it like any other namespace, and removing containers by label (which works without any
+ledger, after ``kill -9`` of the deployer). It does not wire networks: that is
+:mod:`testbed.backends.netns.wiring`, shared with the netns backend.
+
+Labels on every container::
+
+    org.testbed.run         run name
+    org.testbed.prefix      the run's unique kernel-object prefix (also in the ledger)
+    org.testbed.node        host or router name
+    org.testbed.kind        "host" or "router"
+    org.testbed.state-root  the state root (TESTBED_STATE_DIR) the run belongs to
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import testbed
+from testbed.backends.base import Progress, state_root
+from testbed.backends.netns.kernel import (
+    MS_BIND,
+    _libc,
+    _share_run_dir,
+    entered,
+    named_netns_path,
+    write_sysctls,
+)
+from testbed.backends.netns.plan import WiringPlan
+from testbed.backends.netns.wiring import node_sysctls, parallel
+from testbed.docker.image import DEFAULT_IMAGE
+from testbed.errors import BackendError
+from testbed.model.topology import Topology
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = [
+    "LABEL_KIND",
+    "LABEL_NODE",
+    "LABEL_PREFIX",
+    "LABEL_RUN",
+    "LABEL_STATE_ROOT",
+    "SOURCE_MOUNT",
+    "ContainerSpec",
+    "container_specs",
+    "list_testbed_containers",
+    "remove_containers",
+    "start_containers",
+]
+
+LABEL_RUN = "org.testbed.run"
+LABEL_PREFIX = "org.testbed.prefix"
+LABEL_NODE = "org.testbed.node"
+LABEL_KIND = "org.testbed.kind"
+LABEL_STATE_ROOT = "org.testbed.state-root"
+SOURCE_MOUNT = "/opt/testbed/src"
+"""Where the testbed source is mounted read-only: ``python3 -m testbed.agent`` works from it."""
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container of a run, as data (unit-tested without an engine)."""
+
+    name: str  # container name = the node's namespace name (unique on this machine)
+    node: str
+    kind: str  # "host" or "router"
+    image: str
+    labels: dict[str, str]
+    binds: dict[str, Mapping[str, str]]  # host path -> {"bind": path inside, "mode": "ro"|"rw"}
+    environment: dict[str, str]
+    nano_cpus: int | None = None
+    mem_limit: str | None = None
+    custom_image: bool = False
+    sysctls: dict[str, str] = field(default_factory=dict)  # written from outside once started
+
+
+def state_root_label() -> str:
+    return str(state_root().resolve())
+
+
+def source_directory() -> Path:
+    """The directory holding the ``testbed`` package (mounted into every container)."""
+    return Path(testbed.__file__).resolve().parent
+
+
+def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
+                    state_dir: Path) -> list[ContainerSpec]:
+    """Every host and router of ``topology`` as a container description."""
+    package = source_directory()
+    state = str(state_dir.resolve())
+    # The run directory at the same path inside as outside: agent configs and event logs name
+    # host paths, and they stay valid in every container (out of band, never on the network).
+    binds: dict[str, Mapping[str, str]] = {state: {"bind": state, "mode": "rw"},
+             str(package): {"bind": f"{SOURCE_MOUNT}/{package.name}", "mode": "ro"}}
+    specs: list[ContainerSpec] = []
+    for node in plan.nodes.values():
+        labels = {LABEL_RUN: run_name, LABEL_PREFIX: plan.prefix, LABEL_NODE: node.name,
+                  LABEL_KIND: node.kind, LABEL_STATE_ROOT: state_root_label()}
+        environment = {"PYTHONPATH": SOURCE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1",
+                       "PYTHONUNBUFFERED": "1", "TESTBED_RUN": run_name,
+                       "TESTBED_NODE": node.name, "PATH": CONTAINER_PATH}
+        image, nano_cpus, mem_limit = DEFAULT_IMAGE, None, None
+        if node.kind == "host":
+            host = topology.hosts[node.name]
+            image = host.image or DEFAULT_IMAGE
+            if host.cpus is not None:
+                nano_cpus = int(host.cpus * 1e9)
+            if host.memory_mb is not None:
+                mem_limit = f"{host.memory_mb}m"
+        specs.append(ContainerSpec(
+            name=node.netns, node=node.name, kind=node.kind, image=image, labels=labels,
+            binds=binds, environment=environment, nano_cpus=nano_cpus, mem_limit=mem_limit,
+            custom_image=image != DEFAULT_IMAGE, sysctls=node_sysctls(node.kind)))
+    return specs
+
+
+def check_images(client: docker.DockerClient, specs: Iterable[ContainerSpec]) -> None:
+    """Every image must be on this machine already: a deployment never pulls."""
+    import docker.errors
+
+    for image in sorted({spec.image for spec in specs}):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            hint = ("build it: testbed image build" if image == DEFAULT_IMAGE else
+                    f"load or build it first (docker load / docker build -t {image}); "
+                    "it needs python3")
+            users = sorted(spec.node for spec in specs if spec.image == image)
+            raise BackendError(f"docker image {image!r} (used by {', '.join(users[:5])}) is not "
+                               f"on this machine (hint: {hint})") from None
+        except docker.errors.DockerException as err:
+            raise BackendError(f"cannot inspect docker image {image!r}: {err}") from err
+
+
+def _create_and_start(client: docker.DockerClient, spec: ContainerSpec) -> int:
+    """Create and start one container; return the pid of its main process."""
+    api = client.api
+    host_config = api.create_host_config(
+        network_mode="none", init=True, binds=spec.binds, nano_cpus=spec.nano_cpus,
+        mem_limit=spec.mem_limit, auto_remove=False)
+    created = api.create_container(
+        image=spec.image, name=spec.name, hostname=spec.node, labels=spec.labels,
+        environment=spec.environment, host_config=host_config, detach=True,
+        # A custom image keeps its own command (its service, its EDR); stdin kept open keeps
+        # a shell- or REPL-like command alive. The testbed image sleeps.
+        stdin_open=spec.custom_image,
+        command=None if spec.custom_image else ["sleep", "infinity"])
+    api.start(created["Id"])
+    state = api.inspect_container(created["Id"])["State"]
+    pid = int(state.get("Pid") or 0)
+    if not state.get("Running") or pid <= 0:
+        logs = api.logs(created["Id"], tail=5).decode(errors="replace").strip()
+        raise BackendError(f"container of {spec.node} ({spec.image}) stopped right after it "
+                           f"started (exit {state.get('ExitCode')}): its command must keep "
+                           f"running" + (f"; last output: {logs}" if logs else ""))
+    return pid
+
+
+def _name_namespace(name: str, pid: int, sysctls: Mapping[str, str]) -> str:
+    """Give the container's network namespace a name (/run/netns/NAME, a bind mount of
+    /proc/PID/ns/net: what ``ip netns attach`` does, without a process), then set its sysctls.
+    The name keeps the namespace alive until teardown unmounts it, like a netns-backend one."""
+    _share_run_dir()
+    path = named_netns_path(name)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        raise BackendError(f"network namespace {name!r} already exists") from None
+    if _libc.mount(f"/proc/{pid}/ns/net".encode(), path.encode(), b"none", MS_BIND, None) != 0:
+        code = ctypes.get_errno()
+        raise BackendError(f"cannot name the network namespace of container {name}: "
+                           f"{os.strerror(code)}")
+    with entered(path):
+        write_sysctls(sysctls)
+    return path
+
+
+def start_containers(client: docker.DockerClient, specs: list[ContainerSpec], *,
+                     progress: Progress | None = None) -> dict[str, str]:
+    """Start every container (in parallel) and name its namespace; node -> namespace path."""
+    import docker.errors
+
+    paths: dict[str, str] = {}
+
+    def start(spec: ContainerSpec) -> None:
+        try:
+            pid = _create_and_start(client, spec)
+        except docker.errors.DockerException as err:
+            raise BackendError(f"cannot start the container of {spec.node} ({spec.image}): "
+                               f"{err}") from err
+        paths[spec.node] = _name_namespace(spec.name, pid, spec.sysctls)
+
+    parallel(specs, start, stage="containers", progress=progress)
+    return paths
+
+
+def list_testbed_containers(client: docker.DockerClient,
+                            **labels: str) -> list[dict[str, Any]]:
+    """Testbed containers (running or not) of this state root, filtered by more labels.
+
+    Keyword names are label suffixes: ``prefix="tk3q9"`` filters on org.testbed.prefix.
+    """
+    filters = [f"{LABEL_STATE_ROOT}={state_root_label()}"]
+    filters += [f"org.testbed.{key.replace('_', '-')}={value}" for key, value in labels.items()]
+    try:
+        return list(client.api.containers(all=True, filters={"label": filters}))
+    except Exception as err:
+        raise BackendError(f"cannot list containers: {err}") from err
+
+
+def remove_containers(client: docker.DockerClient, prefix: str, *,
+                      progress: Progress | None = None) -> int:
+    """Force-remove every container of the run with this prefix; return how many."""
+    import docker.errors
+
+    found = list_testbed_containers(client, prefix=prefix)
+    failures: list[str] = []
+
+    def remove(container: dict[str, Any]) -> None:
+        try:
+            client.api.remove_container(container["Id"], force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as err:
+            failures.append(f"{container.get('Names')}: {err}")
+
+    parallel(found, remove, stage="containers-down", progress=progress)
+    if failures:
+        raise BackendError("could not remove containers: " + "; ".join(failures[:3]))
+    return len(found)

@@ -1,0 +1,443 @@
+"""``testbed bench BENCH.yaml``: a matrix of scenarios x detector sets x worm profiles x seeds,
+and its leaderboard (CSV, Markdown, HTML) with medians and spread (IQR).
+
+Owns: the bench file format (``BenchSpec``, source of ``testbed schema bench``), expanding it into
+cells (``BenchCell``: one run each, independent of each other so that a later version can run them
+in parallel), deriving each cell's scenario, collecting one row per run, and the leaderboard.
+Must not: score runs (``testbed.scoring``) or run them itself (a ``run_cell`` callable does, by
+default ``testbed.runner.run_scenario``; tests pass a fake).
+
+Deriving a cell's scenario from the base one: ``detectors`` is replaced by the set; response rules
+then listen to ``any`` detector (the set's own), unless the bench gives ``response``; the worm
+``profile`` is replaced and scenario ``params`` the new profile lacks are dropped; ``duration_s``
+and ``backend`` override the scenario's when given.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from testbed.errors import Diagnostic, ValidationError
+from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
+from testbed.model.load_scenario import Scenario, load_scenario
+from testbed.model.scenario_spec import DetectorSpec, ResponseSpec
+from testbed.yamlsource import SourceDocument, load_yaml
+
+__all__ = [
+    "LEADERBOARD_METRICS",
+    "BenchCell",
+    "BenchSpec",
+    "LoadedBench",
+    "cell_row",
+    "derive_scenario",
+    "leaderboard",
+    "load_bench",
+    "run_bench",
+    "write_leaderboard",
+]
+
+
+def _detector_entry(value: Any) -> Any:
+    """Let users write ``trw`` for ``{name: trw}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+DetectorEntry = Annotated[DetectorSpec, BeforeValidator(_detector_entry)]
+
+
+class BenchSpec(BaseModel):
+    """A benchmark matrix: every scenario x detector set x worm profile x seed is one run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Adaptive-worm testbed bench")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$", description="Bench name.")
+    description: str = ""
+    scenarios: list[str] = Field(min_length=1, description="Scenario files, relative to this "
+                                                           "file.")
+    detector_sets: dict[str, list[DetectorEntry]] | None = Field(
+        None, description="Named detector sets (a name, or {name, params}) replacing each "
+                          "scenario's detectors; omit to keep the scenarios' own.")
+    profiles: list[str] | None = Field(None, description="Worm profiles to try; omit to keep "
+                                                         "each scenario's.")
+    seeds: list[int] | int = Field(3, description="Seeds, or how many seeds counting up from "
+                                                  "each scenario's seed.")
+    duration_s: float | None = Field(None, gt=0, le=86400,
+                                     description="Overrides each scenario's duration_s.")
+    backend: str | None = Field(None, description="Overrides each scenario's backend.")
+    response: ResponseSpec | None = Field(None, description="Response policy for every cell; "
+                                                            "default: each scenario's, with rules "
+                                                            "listening to any detector.")
+    report: bool = Field(False, description="Write each run's report.html (slower).")
+
+
+@dataclass(frozen=True)
+class BenchCell:
+    """One run of the matrix."""
+
+    scenario: str  # scenario name
+    scenario_path: Path
+    detector_set: str  # set name, or "own" for the scenario's own detectors
+    profile: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.scenario, self.detector_set, self.profile)
+
+    def directory(self, root: Path) -> Path:
+        return (root / "runs" / self.scenario / self.detector_set / self.profile
+                / f"seed-{self.seed}")
+
+
+@dataclass(frozen=True)
+class LoadedBench:
+    spec: BenchSpec
+    path: Path
+    scenarios: dict[str, Scenario]  # by name
+
+    def cells(self) -> list[BenchCell]:
+        cells = []
+        for scenario in self.scenarios.values():
+            sets = (list(self.spec.detector_sets) if self.spec.detector_sets is not None
+                    else [OWN_DETECTORS])
+            profiles = self.spec.profiles or [scenario.spec.worm.profile]
+            seeds = (list(self.spec.seeds) if isinstance(self.spec.seeds, list)
+                     else [scenario.spec.seed + i for i in range(self.spec.seeds)])
+            for detector_set in sets:
+                for profile in profiles:
+                    for seed in seeds:
+                        cells.append(BenchCell(scenario.name, scenario.path, detector_set,
+                                               profile, seed))
+        return cells
+
+
+OWN_DETECTORS = "own"
+
+
+@lru_cache(maxsize=1)
+def bench_schema() -> dict[str, Any]:
+    return BenchSpec.model_json_schema(by_alias=True)
+
+
+def load_bench(path: str | Path) -> LoadedBench:
+    """Load and check a bench file and every scenario it names; ValidationError otherwise."""
+    path = Path(path)
+    document = load_yaml(path)
+    try:
+        spec = BenchSpec.model_validate(document.data)
+    except pydantic.ValidationError as err:
+        raise ValidationError(diagnostics_from_pydantic(err, document, bench_schema())) from None
+    problems = _cross_check(spec, document)
+    scenarios: dict[str, Scenario] = {}
+    for index, name in enumerate(spec.scenarios):
+        scenario_path = path.parent / name
+        if not scenario_path.is_file():
+            problems.append(document.diagnostic(("scenarios", index),
+                                                f"scenario file {name!r} not found",
+                                                hint="paths are relative to the bench file"))
+            continue
+        scenario = load_scenario(scenario_path)
+        if scenario.name in scenarios:
+            problems.append(document.diagnostic(("scenarios", index),
+                                                f"scenario {scenario.name!r} is listed twice"))
+        scenarios[scenario.name] = scenario
+    if problems:
+        raise ValidationError(problems)
+    return LoadedBench(spec, path, scenarios)
+
+
+def _cross_check(spec: BenchSpec, document: SourceDocument) -> list[Diagnostic]:
+    from detectors.registry import DETECTORS
+    from testbed.model.profiles import profile_catalog
+
+    problems = []
+    for set_name, detectors in (spec.detector_sets or {}).items():
+        seen = set()
+        for index, detector in enumerate(detectors):
+            where = ("detector_sets", set_name, index)
+            if detector.name not in DETECTORS:
+                problems.append(document.diagnostic(
+                    where, f"unknown detector {detector.name!r}",
+                    hint=did_you_mean(detector.name, set(DETECTORS.names()), "detectors")))
+            elif detector.name in seen:
+                problems.append(document.diagnostic(where, f"{detector.name!r} listed twice"))
+            seen.add(detector.name)
+    catalog = profile_catalog()
+    for index, profile in enumerate(spec.profiles or []):
+        if profile not in catalog:
+            problems.append(document.diagnostic(
+                ("profiles", index), f"unknown worm profile {profile!r}",
+                hint=did_you_mean(profile, set(catalog), "profiles")))
+    if spec.backend is not None:
+        from testbed.backends import BACKENDS
+
+        if spec.backend not in BACKENDS:
+            problems.append(document.diagnostic(
+                ("backend",), f"unknown backend {spec.backend!r}",
+                hint=did_you_mean(spec.backend, set(BACKENDS.names()), "backends")))
+    return problems
+
+
+def derive_scenario(bench: LoadedBench, cell: BenchCell) -> Scenario:
+    """The cell's scenario: the base one with the bench's overrides (see the module docstring)."""
+    from testbed.model.profiles import profile_catalog
+
+    base = bench.scenarios[cell.scenario]
+    spec = base.spec
+    update: dict[str, Any] = {}
+    if cell.detector_set != OWN_DETECTORS and bench.spec.detector_sets is not None:
+        update["detectors"] = list(bench.spec.detector_sets[cell.detector_set])
+        if bench.spec.response is None:
+            rules = [rule.model_copy(update={"on": ["any"]}) for rule in spec.response.rules]
+            update["response"] = spec.response.model_copy(update={"rules": rules})
+    if bench.spec.response is not None:
+        update["response"] = bench.spec.response
+    if cell.profile != spec.worm.profile:
+        known = profile_catalog()[cell.profile].params
+        params = {k: v for k, v in spec.worm.params.items() if k in known}
+        update["worm"] = spec.worm.model_copy(update={"profile": cell.profile,
+                                                      "params": params})
+    if bench.spec.duration_s is not None:
+        update["duration_s"] = bench.spec.duration_s
+    if bench.spec.backend is not None:
+        update["backend"] = bench.spec.backend
+    update["seed"] = cell.seed
+    update["repetitions"] = 1
+    if not bench.spec.report:
+        update["outputs"] = spec.outputs.model_copy(update={"report": False})
+    return dataclasses.replace(base, spec=spec.model_copy(update=update))
+
+
+# ---- rows and the leaderboard -----------------------------------------------------------------
+
+LEADERBOARD_METRICS: tuple[tuple[str, str, bool], ...] = (
+    # (row key, column title, lower is better)
+    ("grade_score", "grade score", False),
+    ("time_to_first_detection_s", "detect (s)", True),
+    ("time_to_containment_s", "contain (s)", True),
+    ("infected_total", "infected", True),
+    ("value_weighted_loss", "value lost", True),
+    ("precision", "precision", False),
+    ("recall", "recall", False),
+    ("benign_hosts_quarantined", "benign quarantined", True),
+)
+
+
+def cell_row(cell: BenchCell, results: dict[str, Any]) -> dict[str, Any]:
+    """One flat row per run (the per-run CSV and the input of the leaderboard)."""
+    combined = results.get("detectors", {}).get("any", {})
+    return {
+        "scenario": cell.scenario, "detector_set": cell.detector_set, "profile": cell.profile,
+        "seed": cell.seed,
+        "grade": results["grade"]["letter"], "grade_score": results["grade"]["score"],
+        "time_to_first_detection_s": results["time_to_first_detection_s"],
+        "time_to_containment_s": results["time_to_containment_s"],
+        "contained": results["contained"],
+        "infected_total": results["infected_total"],
+        "peak_infected": results["peak_infected"],
+        "value_weighted_loss": results["value_weighted_loss"],
+        "launch_pad_escape": results["launch_pad_escape"]["escaped"],
+        "crown_jewels_infected": len(results["crown_jewels_infected"]),
+        "precision": combined.get("precision"),
+        "recall": combined.get("recall"),
+        "benign_hosts_quarantined": results["collateral"]["benign_hosts_quarantined"],
+        "egress_packets": results["safety"]["egress_packets"],
+    }
+
+
+def _spread(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Median and interquartile range (inclusive quartiles; 0 for a single value)."""
+    if not values:
+        return None, None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0], 0.0
+    q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    return statistics.median(ordered), q3 - q1
+
+
+def leaderboard(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by (scenario, detector set, profile): median and IQR of each metric, ranked
+    within each scenario by median grade score (higher first), then median infected (lower)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["scenario"], row["detector_set"], row["profile"]), []).append(row)
+    board = []
+    for (scenario, detector_set, profile), members in groups.items():
+        entry: dict[str, Any] = {"scenario": scenario, "detector_set": detector_set,
+                                 "profile": profile, "runs": len(members),
+                                 "contained": sum(1 for m in members if m["contained"]),
+                                 "detected": sum(1 for m in members
+                                                 if m["time_to_first_detection_s"] is not None)}
+        for key, _title, _lower in LEADERBOARD_METRICS:
+            values = [float(m[key]) for m in members if m.get(key) is not None]
+            entry[f"{key}_median"], entry[f"{key}_iqr"] = _spread(values)
+            entry[f"{key}_n"] = len(values)
+        board.append(entry)
+
+    def rank_key(entry: dict[str, Any]) -> tuple[str, float, float]:
+        score = entry["grade_score_median"]
+        infected = entry["infected_total_median"]
+        return (entry["scenario"], -(score if score is not None else -1.0),
+                infected if infected is not None else float("inf"))
+
+    board.sort(key=rank_key)
+    rank, previous = 0, None
+    for entry in board:
+        rank = 1 if entry["scenario"] != previous else rank + 1
+        previous = entry["scenario"]
+        entry["rank"] = rank
+    return board
+
+
+def _cell_text(entry: dict[str, Any], key: str) -> str:
+    median, iqr = entry[f"{key}_median"], entry[f"{key}_iqr"]
+    if median is None:
+        return "n/a"
+    text = f"{median:.3g}"
+    if iqr:
+        text += f" ± {iqr / 2:.2g}"
+    return text
+
+
+def leaderboard_csv(board: list[dict[str, Any]]) -> str:
+    columns = ["rank", "scenario", "detector_set", "profile", "runs", "contained", "detected"]
+    for key, _title, _lower in LEADERBOARD_METRICS:
+        columns += [f"{key}_median", f"{key}_iqr", f"{key}_n"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for entry in board:
+        writer.writerow({k: ("" if entry.get(k) is None else entry.get(k)) for k in columns})
+    return out.getvalue()
+
+
+def leaderboard_markdown(board: list[dict[str, Any]], title: str) -> str:
+    header = ["#", "scenario", "detectors", "worm", "contained", *(
+        t for _k, t, _l in LEADERBOARD_METRICS)]
+    lines = [f"# {title}", "",
+             "Medians over seeds; `± x` is half the interquartile range. Ranked per scenario by "
+             "median grade score.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in board:
+        cells = [str(entry["rank"]), entry["scenario"], entry["detector_set"], entry["profile"],
+                 f"{entry['contained']}/{entry['runs']}",
+                 *(_cell_text(entry, key) for key, _t, _l in LEADERBOARD_METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def leaderboard_html(board: list[dict[str, Any]], title: str) -> str:
+    """One offline HTML file: the table, and bars of median grade score with IQR whiskers."""
+    header = "".join(f"<th>{escape(h)}</th>" for h in (
+        "#", "scenario", "detectors", "worm", "contained",
+        *(t for _k, t, _l in LEADERBOARD_METRICS)))
+    rows = []
+    for entry in board:
+        cells = [str(entry["rank"]), entry["scenario"], entry["detector_set"], entry["profile"],
+                 f"{entry['contained']}/{entry['runs']}",
+                 *(_cell_text(entry, key) for key, _t, _l in LEADERBOARD_METRICS)]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    bar_height, width, left = 22, 900, 330
+    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' "
+           f"height='{bar_height * len(board) + 40}' role='img' aria-label='grade scores'>"]
+    for index, entry in enumerate(board):
+        y = 10 + index * bar_height
+        median = entry["grade_score_median"] or 0.0
+        iqr = entry["grade_score_iqr"] or 0.0
+        scale = (width - left - 40) / 100.0
+        label = f"{entry['scenario']} / {entry['detector_set']} / {entry['profile']}"
+        svg.append(f"<text x='{left - 8}' y='{y + 15}' font-size='12' text-anchor='end'>"
+                   f"{escape(label)}</text>")
+        svg.append(f"<rect x='{left}' y='{y + 3}' width='{median * scale:.1f}' height='15' "
+                   f"fill='#42a5f5'><title>median {median:.1f}, IQR {iqr:.1f}</title></rect>")
+        low, high = max(0.0, median - iqr / 2), min(100.0, median + iqr / 2)
+        svg.append(f"<line x1='{left + low * scale:.1f}' x2='{left + high * scale:.1f}' "
+                   f"y1='{y + 10}' y2='{y + 10}' stroke='#263238' stroke-width='2'/>")
+        svg.append(f"<text x='{left + median * scale + 6:.1f}' y='{y + 15}' font-size='11'>"
+                   f"{median:.1f}</text>")
+    svg.append("</svg>")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+            f"{escape(title)}</title><style>body{{font-family:'DejaVu Sans',Arial,sans-serif;"
+            "margin:24px;color:#263238}table{border-collapse:collapse;font-size:13px}"
+            "th,td{border:1px solid #cfd8dc;padding:4px 8px;text-align:right}"
+            "th{background:#eceff1}td:nth-child(2),td:nth-child(3),td:nth-child(4)"
+            "{text-align:left}</style></head><body>"
+            f"<h1>{escape(title)}</h1><p>Medians over seeds; ± is half the interquartile range. "
+            "Ranked per scenario by median grade score (see docs/metrics.md).</p>"
+            f"<table><tr>{header}</tr>{''.join(rows)}</table><h2>Median grade score</h2>"
+            + "".join(svg) + "</body></html>\n")
+
+
+def write_leaderboard(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict[str, Path]:
+    """Write runs.csv (one row per run), leaderboard.{csv,md,html} and bench.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    board = leaderboard(rows)
+    paths = {"runs": out_dir / "runs.csv", "csv": out_dir / "leaderboard.csv",
+             "markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
+             "json": out_dir / "bench.json"}
+    if rows:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        paths["runs"].write_text(buffer.getvalue(), encoding="utf-8")
+    else:
+        paths["runs"].write_text("", encoding="utf-8")
+    paths["csv"].write_text(leaderboard_csv(board), encoding="utf-8")
+    paths["markdown"].write_text(leaderboard_markdown(board, title), encoding="utf-8")
+    paths["html"].write_text(leaderboard_html(board, title), encoding="utf-8")
+    paths["json"].write_text(json.dumps({"title": title, "runs": rows, "leaderboard": board},
+                                        indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
+RunCell = Callable[[Scenario, Path], dict[str, Any]]
+
+
+def _run_with_runner(scenario: Scenario, run_dir: Path) -> dict[str, Any]:
+    from testbed.runner import run_scenario
+
+    return run_scenario(scenario, out_dir=run_dir, live=False,
+                        stream=io.StringIO()).results
+
+
+def run_bench(bench: LoadedBench, out_dir: Path, *, run_cell: RunCell | None = None,
+              progress: Callable[[int, int, BenchCell, dict[str, Any] | None], None] | None
+              = None) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Run every cell one after another (each independent of the others); a cell whose run
+    directory already has results.json is reused, so an interrupted bench resumes."""
+    run_cell = run_cell or _run_with_runner
+    cells = bench.cells()
+    rows = []
+    for index, cell in enumerate(cells):
+        if progress is not None:
+            progress(index, len(cells), cell, None)
+        directory = cell.directory(out_dir)
+        existing = directory / "results.json"
+        results = (json.loads(existing.read_text(encoding="utf-8")) if existing.is_file()
+                   else None)
+        if results is None or results.get("run", {}).get("interrupted"):
+            if directory.exists():
+                shutil.rmtree(directory)  # an interrupted run's partial outputs
+            results = run_cell(derive_scenario(bench, cell), directory)
+        row = cell_row(cell, results)
+        rows.append(row)
+        if progress is not None:
+            progress(index + 1, len(cells), cell, row)
+    paths = write_leaderboard(out_dir, rows, f"bench {bench.spec.name}")
+    return rows, paths

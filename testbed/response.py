@@ -1,0 +1,162 @@
+"""Automated containment: alerts become quarantine / block / rate-limit actions, after a delay.
+
+Owns: the ``Responder``, which applies a scenario's response policy (``ResponseSpec``) to a
+deployment: for every rule whose ``on`` lists the alert's detector (or ``any``) and whose
+``min_severity`` admits it (severity 1 is the highest: an alert passes when its severity number
+is at most ``min_severity``), it schedules the rule's action on the alert's source host
+``delay_s`` seconds after the alert (0 for automation, minutes to rehearse a human in the loop),
+acts once per host and action, and logs every action -- applied or failed -- with its time and
+cause to ``actions.jsonl`` (``testbed.records.ActionRecord``).
+
+Must not touch: ground truth (it knows only alerts and the topology's address inventory), and
+addresses outside the topology (an alert about them is ignored, never acted on).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detectors.base import Alert
+from testbed.backends.base import ActionTiming, Deployment
+from testbed.errors import TestbedError
+from testbed.model.scenario_spec import ResponseRuleSpec, ResponseSpec
+from testbed.records import ActionRecord
+
+__all__ = ["PlannedAction", "Responder"]
+
+
+@dataclass(order=True)
+class PlannedAction:
+    due: float  # monotonic time when it applies
+    sequence: int
+    action: str = field(compare=False)
+    host: str = field(compare=False)
+    rule_index: int = field(compare=False)
+    rule: ResponseRuleSpec = field(compare=False)
+    alert: Alert = field(compare=False)
+
+
+class Responder:
+    """Turns alerts into containment on ``deployment``; ``tick(now)`` applies what is due.
+
+    ``handle(alert)`` plans actions (and applies those already due); call ``tick`` regularly
+    with the monotonic clock. Alerts carry the sensor's monotonic time: the delay counts from
+    the alert, not from when ``handle`` was called. ``automation: false`` plans nothing.
+    """
+
+    def __init__(self, spec: ResponseSpec, deployment: Deployment, actions_path: Path, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.spec = spec
+        self.deployment = deployment
+        self.actions_path = Path(actions_path)
+        self.clock = clock
+        self._planned: list[PlannedAction] = []
+        self._decided: set[tuple[str, str]] = set()  # (action, host): planned or done
+        self._sequence = 0
+        self._lock = threading.Lock()
+        self.records: list[ActionRecord] = []
+        self.ignored: list[tuple[Alert, str]] = []  # alerts not acted on, and why
+        topology = deployment.topology
+        self._host_by_ip = {str(h.ip): name for name, h in topology.hosts.items()}
+        self._topology = topology
+
+    # ---- intake ------------------------------------------------------------------------------
+    def resolve_host(self, alert: Alert) -> str | None:
+        """The host an alert's source address belongs to, or None (router, unused, outside)."""
+        if not alert.src_ip or not self._topology.contains_address(alert.src_ip):
+            return None
+        return self._host_by_ip.get(alert.src_ip)
+
+    def handle(self, alert: Alert) -> list[ActionRecord]:
+        """Plan the actions ``alert`` calls for; apply (and return) those already due."""
+        if not self.spec.automation:
+            self.ignored.append((alert, "automation is off"))
+            return []
+        matching = [(i, rule) for i, rule in enumerate(self.spec.rules)
+                    if ("any" in rule.on or alert.detector in rule.on)
+                    and alert.severity <= rule.min_severity]
+        if not matching:
+            self.ignored.append((alert, "no rule matches its detector and severity"))
+            return []
+        host = self.resolve_host(alert)
+        if host is None:
+            self.ignored.append((alert, f"source {alert.src_ip} is not a host of the topology"))
+            return []
+        with self._lock:
+            for index, rule in matching:
+                key = (rule.action, host)
+                if key in self._decided:
+                    continue
+                self._decided.add(key)
+                self._sequence += 1
+                heapq.heappush(self._planned, PlannedAction(
+                    alert.time + rule.delay_s, self._sequence, rule.action, host, index, rule,
+                    alert))
+        return self.tick(self.clock())
+
+    # ---- acting ------------------------------------------------------------------------------
+    def pending(self) -> list[PlannedAction]:
+        with self._lock:
+            return sorted(self._planned)
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return self._planned[0].due if self._planned else None
+
+    def tick(self, now: float) -> list[ActionRecord]:
+        """Apply every planned action whose reaction delay has passed; return their records."""
+        applied: list[ActionRecord] = []
+        while True:
+            with self._lock:
+                if not self._planned or self._planned[0].due > now:
+                    break
+                planned = heapq.heappop(self._planned)
+            applied.append(self._apply(planned))
+        return applied
+
+    def _apply(self, planned: PlannedAction) -> ActionRecord:
+        rule, alert = planned.rule, planned.alert
+        params: dict[str, Any] = {"rule": planned.rule_index, "delay_s": rule.delay_s}
+        started_mono, started_wall = self.clock(), time.time()
+        record: ActionRecord = {
+            "mono": started_mono,
+            "wall": started_wall,
+            "action": planned.action,  # type: ignore[typeddict-item]
+            "target": planned.host,
+            "params": params,
+            "cause": {"detector": alert.detector, "alert_mono": alert.time,
+                      "signature": alert.reason, "signature_id": alert.signature_id,
+                      "src_ip": alert.src_ip, "severity": alert.severity},
+        }
+        try:
+            timing: ActionTiming
+            if planned.action == "quarantine":
+                timing = self.deployment.quarantine(planned.host)
+            elif planned.action == "block":
+                params["destination"] = "any"
+                timing = self.deployment.block(planned.host, "any")
+            else:
+                params["per_second"] = rule.rate_per_s
+                timing = self.deployment.rate_limit(planned.host, rule.rate_per_s)
+        except TestbedError as err:
+            record["ok"] = False
+            record["error"] = str(err)
+            record["enforced_s"] = self.clock() - started_mono
+        else:
+            record["ok"] = True
+            record["enforced_s"] = timing.seconds
+        self._log(record)
+        return record
+
+    def _log(self, record: ActionRecord) -> None:
+        self.records.append(record)
+        self.actions_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.actions_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")

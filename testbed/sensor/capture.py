@@ -1,0 +1,316 @@
+"""The live sensor: AF_PACKET sockets on every tap, a kernel BPF filter, a reader thread.
+
+Owns: opening a packet socket per tap inside the tap's network namespace (the fabric namespace
+holding the segment bridges), the classic-BPF filter that keeps only what detectors need (ARP,
+ICMP, UDP, TCP SYN/RST/PSH) trimmed to ``snaplen`` bytes, promiscuous membership (a bridge only
+hands forwarded frames to its own packet sockets when promiscuous), the reader loop (parse ->
+dedup -> contact tracking), the kernel's drop counters (PACKET_STATISTICS), and optional
+per-segment pcaps.
+
+Must not touch: the deployment (it only listens) and ground truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from detectors.base import ConnEvent
+from testbed.backends.base import Tap
+from testbed.errors import BackendError, PrivilegeError
+from testbed.sensor.contacts import DEFAULT_CONTACT_TIMEOUT_S, ContactTracker, Deduplicator
+from testbed.sensor.offline import PcapSink
+from testbed.sensor.parse import parse_ethernet
+
+__all__ = ["DETECTION_FILTER", "Sensor", "bpf_program", "netns_entered", "open_tap_socket"]
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_STATISTICS = 6
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+ETH_P_ALL = 3
+CLONE_NEWNET = 0x40000000
+
+# `tcpdump -dd -s SNAPLEN 'arp or (ip and (icmp or udp or
+#     (tcp[tcpflags] & (tcp-syn|tcp-rst|tcp-push) != 0)))'`, Ethernet; the two final `ret`s
+# are (snaplen, 0). Pure ACKs and FINs never reach user space: no detector needs them.
+DETECTION_FILTER: tuple[tuple[int, int, int, int], ...] = (
+    (0x28, 0, 0, 0x0000000C),
+    (0x15, 10, 0, 0x00000806),
+    (0x15, 0, 10, 0x00000800),
+    (0x30, 0, 0, 0x00000017),
+    (0x15, 7, 0, 0x00000001),
+    (0x15, 6, 0, 0x00000011),
+    (0x15, 0, 6, 0x00000006),
+    (0x28, 0, 0, 0x00000014),
+    (0x45, 4, 0, 0x00001FFF),
+    (0xB1, 0, 0, 0x0000000E),
+    (0x50, 0, 0, 0x0000001B),
+    (0x45, 0, 1, 0x0000000E),
+    (0x06, 0, 0, -1),  # ret snaplen
+    (0x06, 0, 0, 0x00000000),
+)
+FULL_SNAPLEN = 65535
+
+
+def bpf_program(snaplen: int, *, everything: bool = False) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k) instructions; ``everything`` keeps all frames whole."""
+    if everything:
+        return [(0x06, 0, 0, FULL_SNAPLEN)]
+    return [(c, jt, jf, snaplen if k == -1 else k) for c, jt, jf, k in DETECTION_FILTER]
+
+
+def _attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, int]]) -> None:
+    code = b"".join(struct.pack("HBBI", c, jt, jf, k) for c, jt, jf, k in program)
+    buffer = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+_libc: Any = None
+
+
+@contextlib.contextmanager
+def netns_entered(name: str | None) -> Iterator[None]:
+    """Run the block with the calling thread inside network namespace ``name`` (None: stay).
+
+    Sockets made inside stay bound to that namespace after the thread returns.
+    """
+    global _libc
+    if name is None:
+        yield
+        return
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    target_path = Path("/run/netns") / name
+    try:
+        target = os.open(target_path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise BackendError(f"network namespace {name!r} does not exist ({target_path})") from None
+    except PermissionError:
+        raise PrivilegeError(f"entering network namespace {name!r} needs root") from None
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise PrivilegeError(f"setns into {name!r} failed: {os.strerror(errno)}")
+        try:
+            yield
+        finally:
+            if _libc.setns(original, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+                raise BackendError("could not return to the original network namespace")
+    finally:
+        os.close(target)
+        os.close(original)
+
+
+def open_tap_socket(interface: str, *, snaplen: int = 256, everything: bool = False,
+                    buffer_bytes: int = 32 << 20, promiscuous: bool = True) -> socket.socket:
+    """A filtered, non-blocking packet socket on ``interface`` in the current namespace."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing yet
+    except PermissionError:
+        raise PrivilegeError("packet capture needs root (CAP_NET_RAW)") from None
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, buffer_bytes)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        _attach_filter(sock, bpf_program(snaplen, everything=everything))
+        sock.bind((interface, ETH_P_ALL))
+        if promiscuous:
+            index = socket.if_nametoindex(interface)
+            membership = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, membership)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        raise BackendError(f"cannot capture on interface {interface!r}: {err}") from None
+    return sock
+
+
+class _TapReader:
+    __slots__ = ("drops", "name", "packets", "segment", "sock", "write_pcap")
+
+    def __init__(self, name: str, segment: str, sock: socket.socket, write_pcap: bool) -> None:
+        self.name, self.segment, self.sock, self.write_pcap = name, segment, sock, write_pcap
+        self.packets = 0
+        self.drops = 0
+
+
+class Sensor:
+    """Listens on every tap; ``poll()`` hands out ConnEvents (raw and derived), in time order.
+
+    Use as a context manager. The reader runs in a background thread so that the kernel's
+    socket buffers are drained while detectors work. ``stats()`` reports packets read, the
+    kernel's drops (PACKET_STATISTICS, summed over taps) and duplicates removed.
+    """
+
+    def __init__(self, taps: Sequence[Tap], *, pcap_dir: Path | None = None,
+                 contact_timeout_s: float = DEFAULT_CONTACT_TIMEOUT_S, snaplen: int = 256,
+                 buffer_bytes: int = 32 << 20, dedup_window_s: float = 0.5) -> None:
+        if not taps:
+            raise BackendError("the sensor needs at least one tap")
+        self.taps = list(taps)
+        self.pcap_dir = pcap_dir
+        self.snaplen = snaplen
+        self.buffer_bytes = buffer_bytes
+        self._tracker = ContactTracker(contact_timeout_s)
+        self._dedup = Deduplicator(dedup_window_s)
+        self._readers: list[_TapReader] = []
+        self._queue: queue.SimpleQueue[list[ConnEvent]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._sink = PcapSink(pcap_dir) if pcap_dir is not None else None
+        self._error: BaseException | None = None
+        self.events = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> Sensor:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:
+        pcap_writer_for: dict[str, str] = {}
+        if self._sink is not None:
+            # One writer per segment: its bridge if it has one (sees every frame), else a tap.
+            for tap in sorted(self.taps, key=lambda t: t.kind != "segment"):
+                pcap_writer_for.setdefault(tap.segment, tap.name)
+        try:
+            for tap in self.taps:
+                writes = pcap_writer_for.get(tap.segment) == tap.name
+                with netns_entered(tap.netns):
+                    sock = open_tap_socket(tap.interface, snaplen=self.snaplen,
+                                           everything=writes, buffer_bytes=self.buffer_bytes)
+                self._readers.append(_TapReader(tap.name, tap.segment, sock, writes))
+        except BaseException:
+            self.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="testbed-sensor", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        self._collect_kernel_stats()
+        for reader in self._readers:
+            reader.sock.close()  # counters stay readable in stats()
+        if self._sink is not None:
+            self._sink.close()
+
+    # ---- consumer side -----------------------------------------------------------------------
+    def poll(self, timeout: float | None = 0.0) -> list[ConnEvent]:
+        """Events available now, waiting up to ``timeout`` seconds for the first batch."""
+        events: list[ConnEvent] = []
+        try:
+            events.extend(self._queue.get(timeout=timeout) if timeout else
+                          self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        while True:
+            try:
+                events.extend(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if self._error is not None and not events:
+            error, self._error = self._error, None
+            raise BackendError(f"the sensor's reader failed: {error}")
+        return events
+
+    def stats(self) -> dict[str, Any]:
+        self._collect_kernel_stats()
+        with self._lock:
+            return {
+                "packets": sum(r.packets for r in self._readers),
+                "kernel_drops": sum(r.drops for r in self._readers),
+                "duplicates": self._dedup.duplicates,
+                "events": self.events,
+                "pending_contacts": self._tracker.pending,
+                "per_tap": {r.name: {"packets": r.packets, "kernel_drops": r.drops}
+                            for r in self._readers},
+            }
+
+    def _collect_kernel_stats(self) -> None:
+        with self._lock:
+            for reader in self._readers:
+                if reader.sock.fileno() < 0:
+                    continue
+                try:
+                    raw = reader.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+                except OSError:
+                    continue
+                _accepted, dropped = struct.unpack("II", raw)  # reading resets the kernel's
+                reader.drops += dropped
+
+    # ---- reader thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # surfaced by poll(): a thread cannot raise to its owner
+            self._error = err
+
+    def _loop(self) -> None:
+        poller = select.epoll()
+        by_fd = {reader.sock.fileno(): reader for reader in self._readers}
+        for fd in by_fd:
+            poller.register(fd, select.EPOLLIN)
+        tracker, dedup, sink = self._tracker, self._dedup, self._sink
+        seen, feed, expire = dedup.seen, tracker.feed, tracker.expire
+        monotonic = time.monotonic
+        wall_offset = time.time() - monotonic()
+        next_stats = monotonic() + 0.5
+        try:
+            while not self._stop.is_set():
+                ready = poller.poll(0.05)
+                batch: list[ConnEvent] = []
+                for fd, _mask in ready:
+                    reader = by_fd[fd]
+                    recv, name = reader.sock.recv, reader.name
+                    count = 0
+                    while count < 4096:
+                        try:
+                            frame = recv(FULL_SNAPLEN)
+                        except BlockingIOError:
+                            break
+                        count += 1
+                        now = monotonic()
+                        if reader.write_pcap and sink is not None:
+                            sink.write(reader.segment, frame, now + wall_offset, len(frame))
+                        parsed = parse_ethernet(frame, now, name)
+                        if parsed is None or seen(parsed[0], now):
+                            continue
+                        event = parsed[1]
+                        batch.append(event)
+                        if event.kind != "data":
+                            batch.extend(feed(event))
+                    reader.packets += count
+                now = monotonic()
+                batch.extend(expire(now))
+                if batch:
+                    self.events += len(batch)
+                    self._queue.put(batch)
+                if now >= next_stats:
+                    self._collect_kernel_stats()
+                    next_stats = now + 0.5
+        finally:
+            poller.close()

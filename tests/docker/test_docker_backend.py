@@ -1,0 +1,230 @@
+"""Docker tier: every example topology (up to 60 hosts) as containers; reach agrees with the
+planner; teardown (also `testbed down --all` after kill -9 of the deployer) leaves nothing.
+
+Each test uses its own TESTBED_STATE_DIR, so `down --all` here never touches other runs. Only
+addresses of topologies these tests built are ever contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed.backends import get_backend
+from testbed.backends.docker import DockerDeployment
+from testbed.backends.docker.containers import LABEL_KIND, LABEL_NODE, LABEL_PREFIX, LABEL_RUN
+from testbed.docker import connect
+from testbed.errors import BackendError
+from testbed.model import load_topology
+from testbed.reach import measure_reachability
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "topologies").glob("*.yaml"))
+MAX_HOSTS = 60
+
+
+@pytest.fixture(scope="module")
+def client():  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("the docker backend needs root")
+    try:
+        return connect(timeout=10)
+    except Exception as err:  # any failure means: no engine here
+        pytest.skip(f"no Docker engine: {err}")
+
+
+@pytest.fixture()
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(state))
+    return state
+
+
+def leftovers(client, prefix: str) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """Every kind of object a run with this prefix could leave behind."""
+    containers = client.api.containers(all=True, filters={"label": f"{LABEL_PREFIX}={prefix}"})
+    namespaces = [name for name in os.listdir("/run/netns") if name.startswith(prefix)] \
+        if os.path.isdir("/run/netns") else []
+    networks = [n.name for n in client.networks.list() if n.name.startswith(prefix)]
+    return {"containers": [c["Names"][0] for c in containers], "namespaces": namespaces,
+            "networks": networks}
+
+
+def nothing_left(found: dict[str, list[str]]) -> bool:
+    return not any(found.values())
+
+
+def small_examples() -> list[Path]:
+    return [path for path in EXAMPLES if len(load_topology(path).hosts) <= MAX_HOSTS]
+
+
+@pytest.mark.parametrize("path", small_examples(), ids=lambda p: p.stem)
+def test_example_deploys_and_reach_agrees(client, state_dir: Path, path: Path) -> None:  # type: ignore[no-untyped-def]
+    topology = load_topology(path)
+    deployment = get_backend("docker").deploy(topology, f"dk-{path.stem}")
+    prefix = deployment.plan.prefix
+    try:
+        assert isinstance(deployment, DockerDeployment)
+        containers = client.api.containers(filters={"label": f"{LABEL_PREFIX}={prefix}"})
+        nodes = {c["Labels"][LABEL_NODE]: c for c in containers}
+        assert set(nodes) == set(topology.hosts) | set(topology.routers)
+        assert {c["Labels"][LABEL_KIND] for c in containers} == (
+            {"host", "router"} if topology.routers else {"host"})
+        assert all(c["HostConfig"]["NetworkMode"] == "none" for c in containers)
+
+        report = measure_reachability(deployment, timeout=2.0)
+        assert report.outcomes, "the example declares services: reach must probe something"
+        mismatches = [(o.probe, v.reason) for o, v in report.mismatches]
+        assert report.ok, f"reach disagrees with the planner: {mismatches[:5]}"
+        assert 0 < sum(o.reachable for o in report.outcomes) <= len(report.outcomes)
+        assert set(deployment.egress_counters().values()) == {0}
+    finally:
+        deployment.teardown()
+    assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
+    assert not (state_dir / f"dk-{path.stem}" / "ledger.json").exists()
+
+
+SMALL = textwrap.dedent("""\
+    name: dk-small
+    segments:
+      lan: {cidr: 10.77.1.0/24}
+      srv: {cidr: 10.77.2.0/24}
+    hosts:
+      laptop: {segment: lan, tier: launch-pad, cpus: 0.5, memory_mb: 96,
+               services: [{name: ssh}]}
+      files: {segment: srv, tier: server, services: [{name: smb, vulns: [MOCK-SMB-1]}]}
+    routers:
+      gw: {segments: [lan, srv], default: deny,
+           rules: [{action: allow, from: laptop, to: files, ports: 445, proto: tcp}]}
+    """)
+
+
+@pytest.fixture()
+def small(tmp_path: Path, state_dir: Path) -> Iterator[DockerDeployment]:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    deployment = get_backend("docker").deploy(load_topology(path), "dk-small")
+    try:
+        yield deployment
+    finally:
+        deployment.teardown()
+
+
+def test_containers_have_limits_labels_mounts_and_no_route_out(client, small) -> None:  # type: ignore[no-untyped-def]
+    laptop = client.api.inspect_container(small.container_of("laptop"))
+    assert laptop["HostConfig"]["NanoCpus"] == 500_000_000
+    assert laptop["HostConfig"]["Memory"] == 96 * 2**20
+    assert laptop["Config"]["Labels"][LABEL_RUN] == "dk-small"
+    mounts = {m["Destination"]: m for m in laptop["Mounts"]}
+    assert mounts["/opt/testbed/src/testbed"]["RW"] is False
+    assert mounts[str(small.state_dir.resolve())]["RW"] is True
+    files = client.api.inspect_container(small.container_of("files"))
+    assert files["HostConfig"]["NanoCpus"] in (0, None) and files["HostConfig"]["Memory"] == 0
+
+    for node in ("laptop", "files", "gw"):
+        routes = small.run(node, ["ip", "-4", "route"]).stdout.decode()
+        assert "default" not in routes, routes
+        for line in routes.splitlines():
+            assert line.split()[0].startswith("10.77."), line
+        links = small.run(node, ["ip", "-o", "link"]).stdout.decode().splitlines()
+        names = sorted(line.split(": ")[1].split("@")[0] for line in links)
+        assert names[0] == "lo" and len(names) == (3 if node == "gw" else 2)
+
+
+def test_agent_runs_inside_with_the_source_mounted_read_only(small) -> None:  # type: ignore[no-untyped-def]
+    out = small.state_dir / "hosts" / "laptop"
+    out.mkdir(parents=True)
+    code = ("import os, socket, sys, testbed, pathlib; "
+            "pathlib.Path(sys.argv[1]).write_text(socket.gethostname() + ' ' + testbed.__file__ "
+            "+ ' ' + os.environ['TESTBED_MARK']); "
+            "open('/opt/testbed/src/testbed/x', 'w')")
+    process = small.spawn("laptop", [sys.executable, "-c", code, str(out / "hello")],
+                          env={"TESTBED_MARK": "m1"}, stderr=subprocess.PIPE)
+    _, stderr = process.communicate(timeout=30)
+    assert (out / "hello").read_text() == "laptop /opt/testbed/src/testbed/__init__.py m1"
+    assert process.returncode != 0 and b"Read-only file system" in stderr
+    # The process lived in the container (its own pid namespace), not on the engine's machine.
+    pid1 = small.run("laptop", ["cat", "/proc/1/cmdline"]).stdout
+    assert pid1.startswith(b"/sbin/docker-init") or pid1.startswith(b"sleep")
+
+
+def test_quarantine_cuts_a_container_off_and_release_restores(small) -> None:  # type: ignore[no-untyped-def]
+    before = measure_reachability(small, timeout=1.0)
+    assert before.ok and any(o.reachable for o in before.outcomes)
+    small.quarantine("files")
+    during = measure_reachability(small, timeout=1.0)
+    assert during.ok, during.mismatches
+    assert not any(o.reachable for o in during.outcomes if "files" in
+                   (o.probe.source, o.probe.target))
+    small.release("files")
+    after = measure_reachability(small, timeout=1.0)
+    assert after.ok and sum(o.reachable for o in after.outcomes) == \
+        sum(o.reachable for o in before.outcomes)
+
+
+def test_missing_image_is_a_clear_error_and_leaves_nothing(client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                           state_dir: Path) -> None:
+    path = tmp_path / "own-image.yaml"
+    path.write_text(SMALL.replace("tier: server,", "tier: server, image: no-such-image:1,"))
+    with pytest.raises(BackendError, match=r"no-such-image:1.*not on this machine"):
+        get_backend("docker").deploy(load_topology(path), "dk-noimage")
+    assert not (state_dir / "dk-noimage").exists()
+    assert client.api.containers(all=True, filters={"label": f"{LABEL_RUN}=dk-noimage"}) == []
+
+
+DEPLOYER = textwrap.dedent("""\
+    import sys, time
+    from testbed.backends import get_backend
+    from testbed.model import load_topology
+    deployment = get_backend("docker").deploy(load_topology(sys.argv[1]), sys.argv[2])
+    print(deployment.plan.prefix, flush=True)
+    time.sleep(600)
+    """)
+
+
+def test_down_all_after_kill_9_leaves_nothing(client, tmp_path: Path, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    deployer = subprocess.Popen([sys.executable, "-c", DEPLOYER, str(path), "dk-killed"],
+                                stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert deployer.stdout is not None
+    prefix = deployer.stdout.readline().strip()
+    assert prefix, "the deployer died before deploying"
+    assert leftovers(client, prefix)["containers"]
+    deployer.send_signal(signal.SIGKILL)
+    deployer.wait(10)
+    assert not nothing_left(leftovers(client, prefix))  # the crash left the run behind
+
+    down = subprocess.run([sys.executable, "-m", "testbed", "down", "--all"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert down.returncode == 0, down.stderr
+    assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
+    assert not (state_dir / "dk-killed" / "ledger.json").exists()
+
+
+def test_down_all_removes_containers_that_outlived_their_state(client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                               state_dir: Path) -> None:
+    """After a reboot /run is empty but stopped containers remain: found by label."""
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    deployment = get_backend("docker").deploy(load_topology(path), "dk-orphan")
+    prefix = deployment.plan.prefix
+    # Simulate the lost state: drop the ledger and namespace names, keep the containers.
+    from testbed.backends.netns.kernel import remove_named_netns
+
+    for name in deployment.plan.namespaces:
+        remove_named_netns(name)
+    (deployment.state_dir / "ledger.json").unlink()
+    runs = {info.name: info for info in get_backend("docker").runs()}
+    assert runs["dk-orphan"].pid is None and runs["dk-orphan"].hosts == 3
+    down = subprocess.run([sys.executable, "-m", "testbed", "down", "--all"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert down.returncode == 0, down.stderr
+    assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)

@@ -1,0 +1,178 @@
+"""The agent process end to end on loopback: ready file, wake, infection, stop file, SIGTERM, TTL.
+
+Agents listen on 127.0.0.x (the "topology" is 127.0.0.0/29) and bind their outbound sockets to
+their own address, so several agents share one machine without any namespace. Nothing leaves the
+loopback interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.agent import control
+from testbed.agent.config import (
+    AgentConfig,
+    BackupJob,
+    BenignTarget,
+    ExploitSpec,
+    ServiceConfig,
+    UserJob,
+    WormConfig,
+    write_config,
+)
+from testbed.records import EVENT_TYPES, PROBE_OUTCOMES
+
+SECRET = os.urandom(32)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_config(state: Path, host: str, address: str, port: int, **changes: Any) -> AgentConfig:
+    worm = WormConfig("classic", {"rate": 50.0}, (ExploitSpec("MOCK-SMB-1", "smb", port, "tcp"),),
+                      connect_timeout_s=0.5, reply_timeout_s=0.5)
+    config = AgentConfig(
+        run=state.name, host=host, address=address, segment_cidr="127.0.0.0/29",
+        secret=SECRET, seed=hash(host) & 0xFFFF, state_dir=state, cidrs=("127.0.0.0/29",),
+        services=(ServiceConfig("smb", port, "tcp", "", ("MOCK-SMB-1",)),
+                  ServiceConfig("http", 0, "tcp")),
+        patched=False, worm=worm, address_book={"127.0.0.1": "a", "127.0.0.3": "b",
+                                                "127.0.0.4": "c"},
+        listen_address=address, bind_source=True, ttl_s=60.0)
+    return AgentConfig(**{**config.__dict__, **changes})
+
+
+def start(config: AgentConfig) -> subprocess.Popen[bytes]:
+    path = config.state_dir / "agents" / f"{config.host}.json"
+    write_config(path, config)
+    return subprocess.Popen([sys.executable, "-m", "testbed.agent", "--config", str(path)],
+                            cwd=REPO, stderr=subprocess.PIPE)
+
+
+def events(state: Path, host: str) -> list[dict[str, Any]]:
+    path = state / "hosts" / host / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture()
+def state(tmp_path: Path) -> Path:
+    directory = tmp_path / "agent-rt"
+    directory.mkdir()
+    return directory
+
+
+def test_wake_infect_stop(state: Path) -> None:
+    port = free_port()
+    a = make_config(state, "a", "127.0.0.1", port)
+    b = make_config(state, "b", "127.0.0.3", port, users=(UserJob(600.0, (
+        BenignTarget("127.0.0.1", port, "tcp", "smb", "a"),)),))
+    c = make_config(state, "c", "127.0.0.4", port, patched=True,
+                    backup=BackupJob(1.0, (BenignTarget("127.0.0.3", port, "tcp", "smb", "b"),
+                                           BenignTarget("8.8.8.8", 445, "tcp", "smb"))))
+    processes = [start(config) for config in (a, b, c)]
+    try:
+        assert control.wait_ready(state, ["a", "b", "c"], 15.0) == []
+        info = control.ready_info(state, "a")
+        assert info is not None and {"name": "smb", "port": port, "proto": "tcp"} in \
+            info["services"]
+        time.sleep(0.5)
+        assert not [e for e in events(state, "a") if e["type"] == "probe"]  # dormant
+        control.wake(state, "a")
+        assert wait_for(lambda: any(e["type"] == "infection" for e in events(state, "b")))
+        assert wait_for(lambda: any(e.get("reason") == "patched" for e in events(state, "c")))
+        assert wait_for(lambda: any(e["type"] == "benign-request" and e["role"] == "backup"
+                                    for e in events(state, "c")))
+        control.stop_all(state)
+        for process in processes:
+            assert process.wait(10) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    infection = next(e for e in events(state, "b") if e["type"] == "infection")
+    assert infection["parent"] == "a" and infection["generation"] == 1
+    assert infection["source"] == "127.0.0.1" and infection["vuln"] == "MOCK-SMB-1"
+    assert infection["technique"] == "T1570"
+    assert not [e for e in events(state, "c") if e["type"] in ("infection", "wake")]
+    every = [e for host in "abc" for e in events(state, host)]
+    assert all(e["type"] in EVENT_TYPES and {"wall", "mono", "host"} <= set(e) for e in every)
+    probes = [e for e in every if e["type"] == "probe"]
+    assert probes and all(e["outcome"] in PROBE_OUTCOMES for e in probes)
+    assert all(e["technique"] in ("T1046", "T1210", "T1021") for e in probes)
+    assert any(e["outcome"] == "infected" and e["target_host"] == "b" for e in probes)
+    benign = [e for e in every if e["type"] == "benign-request"]
+    assert any(e["role"] == "user" and e["outcome"] == "ok" for e in benign)
+    refused = [e for e in events(state, "c") if e["type"] == "refused-destination"]
+    assert refused and refused[0]["target"] == "8.8.8.8"
+    stops = [e for e in every if e["type"] == "stop"]
+    assert len(stops) == 3 and {e["detail"]["reason"] for e in stops} == {"stop-file"}
+    assert not (state / "hosts" / "a" / "ready").exists()
+
+
+def test_sigterm_and_ttl_end_the_agent_cleanly(state: Path) -> None:
+    port = free_port()
+    terminated = start(make_config(state, "a", "127.0.0.1", port))
+    expiring = start(make_config(state, "b", "127.0.0.3", port, ttl_s=1.0))
+    try:
+        assert control.wait_ready(state, ["a"], 15.0) == []
+        terminated.send_signal(signal.SIGTERM)
+        assert terminated.wait(10) == 0
+        assert expiring.wait(15) == 0
+    finally:
+        for process in (terminated, expiring):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert events(state, "a")[-1]["detail"]["reason"] == "signal"
+    assert events(state, "b")[-1]["detail"]["reason"] == "ttl"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('{"format": 1}', "missing key"),
+])
+def test_bad_config_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "testbed.agent", "--config", str(path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_profile_is_a_clear_error(state: Path) -> None:
+    config = make_config(state, "a", "127.0.0.1", free_port())
+    config = AgentConfig(**{**config.__dict__,
+                            "worm": WormConfig("clasic", {}, config.worm.arsenal)})
+    process = start(config)
+    assert process.wait(30) == 2
+    assert process.stderr is not None
+    error = process.stderr.read().decode()
+    assert "unknown worm profile 'clasic'" in error and "Traceback" not in error
