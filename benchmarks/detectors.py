@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detectors.base import ConnEvent, SensorContext  # noqa: E402
-from detectors.pipeline import DEFAULT_DETECTORS, DetectorSet  # noqa: E402
-from testbed.sensor.contacts import ContactTracker  # noqa: E402
+from detectors.base import ConnEvent, SensorContext
+from detectors.pipeline import DEFAULT_DETECTORS, DetectorSet
+from testbed.sensor.contacts import ContactTracker
 
 
 def synthetic_stream(count: int, seed: int = 1) -> list[ConnEvent]:

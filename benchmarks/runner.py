@@ -21,6 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# benchmarks/detectors.py would shadow the `detectors` package when run as a script
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 TOPOLOGY = """
 name: bench-fifty
 segments:
@@ -101,8 +105,9 @@ def main() -> int:
     sensor = result.results["run"].get("sensor", {})
     print(f"sensor                    {sensor.get('packets', '?')} packets, "
           f"{sensor.get('kernel_drops', '?')} kernel drops")
-    print(f"outcome                   grade {result.results['grade']['letter']}, infected "
-          f"{result.results['infected_total']}, egress {result.results['safety']['egress_packets']}")
+    results = result.results
+    print(f"outcome                   grade {results['grade']['letter']}, infected "
+          f"{results['infected_total']}, egress {results['safety']['egress_packets']}")
     if args.keep:
         print(f"report                    {result.report}")
     return 0

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from testbed.errors import DetectorError
 
@@ -74,9 +74,13 @@ def failed(outcome: str) -> bool:
     return outcome != "success"
 
 
-@dataclass(frozen=True, slots=True)
-class ConnEvent:
-    """One thing a sensor saw on the wire (see the module docstring for the kinds)."""
+class ConnEvent(NamedTuple):
+    """One thing a sensor saw on the wire (see the module docstring for the kinds).
+
+    Immutable and without a per-instance dict, like a frozen slotted dataclass, but a
+    ``NamedTuple`` because the sensor builds one per packet: a frozen dataclass's ``__init__``
+    costs about ten times as much (benchmarks/sensor.py). Copy with ``event._replace(...)``.
+    """
 
     time: float
     kind: str

@@ -374,7 +374,7 @@ def leaderboard_html(board: list[dict[str, Any]], title: str) -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
             f"{escape(title)}</title><style>body{{font-family:'DejaVu Sans',Arial,sans-serif;"
             "margin:24px;color:#263238}table{border-collapse:collapse;font-size:13px}"
-            "th,td{border:1px solid #cfd8dc;padding:4px 8px;text-align:right}"
+            "th,td{border:1px solid #cfd8dc;padding:4px 8px;text-align:right}td{white-space:nowrap}"
             "th{background:#eceff1}td:nth-child(2),td:nth-child(3),td:nth-child(4)"
             "{text-align:left}</style></head><body>"
             f"<h1>{escape(title)}</h1><p>Medians over seeds; ± is half the interquartile range. "

@@ -68,7 +68,7 @@ class ContainmentState:
 class Verdict:
     allowed: bool
     reason: str  # human explanation: which rule or state decided
-    routers: tuple[str, ...] = ()  # routers crossed
+    routers: tuple[str, ...] = ()  # routers on the path, in crossing order (even if one denies)
 
     def __bool__(self) -> bool:
         return self.allowed

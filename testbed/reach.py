@@ -93,6 +93,18 @@ class ReachReport:
     def ok(self) -> bool:
         return not self.mismatches
 
+    def describe_mismatches(self, limit: int = 20) -> str:
+        """Human lines for the first ``limit`` mismatches (for logs and test failures)."""
+        mismatches = self.mismatches
+        lines = [f"{len(mismatches)} of {len(self.outcomes)} probes disagree with the policy"]
+        for outcome, verdict in mismatches[:limit]:
+            p = outcome.probe
+            lines.append(f"  {p.source} -> {p.target} {p.address}:{p.port}/{p.proto}: policy "
+                         f"{'allows' if verdict.allowed else 'denies'} ({verdict.reason}), "
+                         f"measured {'reachable' if outcome.reachable else 'unreachable'} "
+                         f"({outcome.detail})")
+        return "\n".join(lines)
+
     def to_json(self, *, include_all: bool = False) -> dict[str, Any]:
         def row(outcome: ProbeOutcome, verdict: Verdict) -> dict[str, Any]:
             p = outcome.probe

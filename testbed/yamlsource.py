@@ -249,4 +249,9 @@ def _to_plain(node: yaml.Node, path: KeyPath, document: SourceDocument,
         return None
     if node.tag == "tag:yaml.org,2002:timestamp":
         return str(node.value)  # dates are just labels here; keep what the user wrote
+    if (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool"
+            and node.style is None and node.value.lower() not in ("true", "false")):
+        # YAML 1.1 reads yes/no/on/off as booleans; YAML 1.2 (and editors) read text. Keep the
+        # text: a host named 'no' stays a name, and boolean fields still accept 'yes'.
+        return str(node.value)
     return value

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from testbed.agent.config import control_dir, ready_path, stop_path, wake_path
 
@@ -45,7 +46,7 @@ def clear(state_dir: str | Path) -> None:
             pass
 
 
-def ready_info(state_dir: str | Path, host: str) -> dict[str, object] | None:
+def ready_info(state_dir: str | Path, host: str) -> dict[str, Any] | None:
     """The agent's ready file (pid, bound services) or None if it is not ready."""
     try:
         data = json.loads(ready_path(Path(state_dir), host).read_text())

@@ -486,15 +486,19 @@ def _mysql_packet(sequence: int, payload: bytes) -> bytes:
 
 
 def vpn_datagram(data: bytes, seed: bytes) -> bytes | None:
-    """OpenVPN-like: answer a P_CONTROL_HARD_RESET_CLIENT_V2 with a server reset; else silence."""
-    if len(data) < 14 or data[0] >> 3 != 7:
+    """OpenVPN-like: answer a P_CONTROL_HARD_RESET_CLIENT_V2 with a server reset; else silence.
+
+    Lenient about the client's packet-id field, like nmap's 13-byte OpenVPN probe."""
+    if len(data) < 13 or data[0] >> 3 != 7:
         return None
     client_session = data[1:9]
     ack_count = data[9]
-    if ack_count > 8 or len(data) < 10 + 4 * ack_count + (8 if ack_count else 0) + 4:
+    if ack_count > 8:
         return None
     offset = 10 + 4 * ack_count + (8 if ack_count else 0)
-    packet_id = data[offset:offset + 4]
+    if len(data) < offset:
+        return None
+    packet_id = (data[offset:offset + 4] + b"\0\0\0\0")[:4]
     server_session = hashlib.sha256(b"vpn" + seed).digest()[:8]
     return (bytes([8 << 3]) + server_session + b"\x01" + packet_id + client_session +
             b"\x00\x00\x00\x00")

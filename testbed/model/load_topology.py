@@ -113,6 +113,9 @@ class _Resolver:
             raise ValidationError(self.problems)
         topology = Topology(spec.name, spec.description, segments, hosts, routers, groups,
                             tuple(spec.decoys), str(self.document.file))
+        self._check_single_path(topology)
+        if self.problems:
+            raise ValidationError(self.problems)
         self._check_rules_can_match(topology)
         if self.problems:
             raise ValidationError(self.problems)
@@ -409,6 +412,27 @@ class _Resolver:
                 self.error(("decoys", i), f"decoy {decoy} is used by {reserved[decoy]}",
                            hint="decoys must be addresses no host uses")
             seen.add(decoy)
+
+    def _check_single_path(self, topology: Topology) -> None:
+        """Routers must not form a loop through segments.
+
+        With one path between any two segments, forward and return traffic cross the same
+        routers, so stateful firewalls see both directions and the policy has one meaning.
+        Emulating a routing protocol over redundant paths is out of scope.
+        """
+        import networkx as nx
+
+        graph = topology.segment_graph
+        if nx.is_forest(graph):
+            return
+        cycle = nx.find_cycle(graph)
+        routers = sorted({node[2:] for edge in cycle for node in edge if node.startswith("r:")})
+        segments = sorted({node[2:] for edge in cycle for node in edge if node.startswith("s:")})
+        self.error(("routers", routers[0], "segments"),
+                   f"routers {', '.join(routers)} form a loop through segments "
+                   f"{', '.join(segments)}",
+                   hint="the testbed needs exactly one path between two segments; drop one "
+                        "router's attachment to a segment of the loop")
 
     def _check_rules_can_match(self, topology: Topology) -> None:
         """A router rule that names a segment (or a host/group on one) whose traffic never

@@ -104,6 +104,11 @@ PortList = Annotated[
 ]
 
 
+_NAMED_KEYS_ONLY: dict[str, Any] = {"additionalProperties": False}
+"""Make the published schema refuse mapping keys that are not valid names (pydantic writes the
+name pattern as ``patternProperties`` and would otherwise let any other key through)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
                               use_enum_values=False)
@@ -217,7 +222,7 @@ class RouterSpec(_Strict):
 
     segments: list[Name] = Field(min_length=1, description="Segments it has an interface on.")
     addresses: dict[Name, ipaddress.IPv4Address] = Field(
-        default_factory=dict,
+        default_factory=dict, json_schema_extra=_NAMED_KEYS_ONLY,
         description="Interface address per segment; default: the first free address.")
     default: Literal["allow", "deny"] = Field("deny", description="Action when no rule matches.")
     rules: list[RuleSpec] = Field(default_factory=list)
@@ -232,11 +237,18 @@ class TopologySpec(_Strict):
 
     name: Name = Field(description="Topology name.")
     description: str = ""
-    segments: dict[Name, SegmentSpec] = Field(min_length=1)
+    segments: dict[Name, SegmentSpec] = Field(
+        min_length=1, json_schema_extra=_NAMED_KEYS_ONLY,
+        description="Layer-2 segments by name, each with its own private network.")
     defaults: HostFields = Field(default_factory=HostFields,
                                  description="Values every host and group starts from.")
-    groups: dict[Name, GroupSpec] = Field(default_factory=dict)
-    hosts: dict[Name, HostSpec] = Field(default_factory=dict)
-    routers: dict[Name, RouterSpec] = Field(default_factory=dict)
+    groups: dict[Name, GroupSpec] = Field(
+        default_factory=dict, json_schema_extra=_NAMED_KEYS_ONLY,
+        description="Groups of similar hosts by name; members are NAME-1 .. NAME-count.")
+    hosts: dict[Name, HostSpec] = Field(default_factory=dict, json_schema_extra=_NAMED_KEYS_ONLY,
+                                        description="Individual hosts by name.")
+    routers: dict[Name, RouterSpec] = Field(
+        default_factory=dict, json_schema_extra=_NAMED_KEYS_ONLY,
+        description="Routers/firewalls by name, with their policy.")
     decoys: list[ipaddress.IPv4Address] = Field(
         default_factory=list, description="Unused addresses watched as canaries (darknet).")

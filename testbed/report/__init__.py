@@ -24,6 +24,8 @@ def _seconds(value: Any) -> str:
     if value is None:
         return "never"
     value = float(value)
+    if value < 1:
+        return f"{1000 * value:.0f} ms"
     if value < 120:
         return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
     return f"{value / 60:.1f} min"

@@ -582,7 +582,9 @@ def run_repetitions(scenario: Scenario, *, repetitions: int | None = None,
 def headline(results: dict[str, Any], report: Path | None = None) -> str:
     """The few lines a person reads at the end of ``testbed run`` (and ``make demo``)."""
     def seconds(value: Any) -> str:
-        return "never" if value is None else f"{float(value):.2f} s"
+        if value is None:
+            return "never"
+        return f"{1000 * float(value):.0f} ms" if float(value) < 1 else f"{float(value):.2f} s"
 
     run = results.get("run", {})
     escape = results["launch_pad_escape"]

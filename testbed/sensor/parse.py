@@ -50,48 +50,45 @@ def parse_ipv4(frame: bytes, offset: int, time: float, tap: str) -> Parsed:
     version_ihl = frame[offset]
     if version_ihl >> 4 != 4:
         return None
-    ihl = (version_ihl & 0x0F) * 4
-    if _U16.unpack_from(frame, offset + 6)[0] & 0x1FFF:
+    if frame[offset + 6] & 0x1F or frame[offset + 7]:
         return None  # a non-first fragment carries no L4 header
     proto = frame[offset + 9]
-    l4 = offset + ihl
-    total = _U16.unpack_from(frame, offset + 2)[0]
-    end = min(len(frame), offset + total)
-    src = inet_ntoa(frame[offset + 12:offset + 16])
-    dst = inet_ntoa(frame[offset + 16:offset + 20])
-    # The key ignores TTL, checksums (offloaded TCP/UDP checksums may be unfilled on veth) and
-    # L2: the same packet routed across several taps keeps it.
+    l4 = offset + (version_ihl & 0x0F) * 4
+    end = min(len(frame), offset + ((frame[offset + 2] << 8) | frame[offset + 3]))
+    addresses = frame[offset + 12:offset + 20]
+    src = inet_ntoa(addresses[:4])
+    dst = inet_ntoa(addresses[4:])
+    # The key (addresses, IP id, L4 header) ignores TTL, checksums (offloaded TCP/UDP checksums
+    # may be unfilled on veth) and L2: the same packet routed across several taps keeps it.
     if proto == 6:
         if end < l4 + 14:
             return None
         flags = frame[l4 + 13]
         sport, dport = _PORTS.unpack_from(frame, l4)
-        key = frame[offset + 4:offset + 6] + frame[offset + 9:offset + 10] \
-            + frame[offset + 12:offset + 20] + frame[l4:l4 + 16]
+        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 16]
         if flags & 0x04:
-            return key, ConnEvent(time, "rst", src, dst, sport, dport, "TCP", tap=tap)
+            return key, ConnEvent(time, "rst", src, dst, sport, dport, "TCP", "", False, b"", tap)
         if flags & 0x02:
-            kind = "syn-ack" if flags & 0x10 else "syn"
-            return key, ConnEvent(time, kind, src, dst, sport, dport, "TCP", tap=tap)
+            return key, ConnEvent(time, "syn-ack" if flags & 0x10 else "syn", src, dst, sport,
+                                  dport, "TCP", "", False, b"", tap)
         data = l4 + (frame[l4 + 12] >> 4) * 4
         if data < end:
-            return key, ConnEvent(time, "data", src, dst, sport, dport, "TCP",
-                                  payload=frame[data:min(end, data + PAYLOAD_BYTES)], tap=tap)
+            return key, ConnEvent(time, "data", src, dst, sport, dport, "TCP", "", False,
+                                  frame[data:min(end, data + PAYLOAD_BYTES)], tap)
         return None
     if proto == 17:
         if end < l4 + 8:
             return None
         sport, dport = _PORTS.unpack_from(frame, l4)
-        key = frame[offset + 4:offset + 6] + b"\x11" + frame[offset + 12:offset + 20] \
-            + frame[l4:l4 + 6] + frame[l4 + 8:l4 + 24]
-        return key, ConnEvent(time, "udp", src, dst, sport, dport, "UDP",
-                              payload=frame[l4 + 8:min(end, l4 + 8 + PAYLOAD_BYTES)], tap=tap)
+        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 6] \
+            + frame[l4 + 8:l4 + 24] + b"\x11"
+        return key, ConnEvent(time, "udp", src, dst, sport, dport, "UDP", "", False,
+                              frame[l4 + 8:min(end, l4 + 8 + PAYLOAD_BYTES)], tap)
     if proto == 1:
         if end < l4 + 8:
             return None
         icmp_type = frame[l4]
-        key = frame[offset + 4:offset + 6] + b"\x01" + frame[offset + 12:offset + 20] \
-            + frame[l4:l4 + 16]
+        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 16] + b"\x01"
         if icmp_type == 8:
             return key, ConnEvent(time, "icmp-echo", src, dst, 0, 0, "ICMP", tap=tap)
         if icmp_type == 0:

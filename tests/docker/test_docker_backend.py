@@ -7,11 +7,13 @@ addresses of topologies these tests built are ever contacted.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,13 +67,20 @@ def small_examples() -> list[Path]:
     return [path for path in EXAMPLES if len(load_topology(path).hosts) <= MAX_HOSTS]
 
 
+def run_testbed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "testbed", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
 @pytest.mark.parametrize("path", small_examples(), ids=lambda p: p.stem)
 def test_example_deploys_and_reach_agrees(client, state_dir: Path, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Through the command line, as a user would: up, reach, down."""
     topology = load_topology(path)
-    deployment = get_backend("docker").deploy(topology, f"dk-{path.stem}")
-    prefix = deployment.plan.prefix
+    run = f"dk-{path.stem}"
+    up = run_testbed("up", str(path), "--backend", "docker", "--name", run)
+    assert up.returncode == 0, up.stderr
+    prefix = json.loads((state_dir / run / "ledger.json").read_text())["objects"]["plan"]["prefix"]
     try:
-        assert isinstance(deployment, DockerDeployment)
         containers = client.api.containers(filters={"label": f"{LABEL_PREFIX}={prefix}"})
         nodes = {c["Labels"][LABEL_NODE]: c for c in containers}
         assert set(nodes) == set(topology.hosts) | set(topology.routers)
@@ -79,16 +88,18 @@ def test_example_deploys_and_reach_agrees(client, state_dir: Path, path: Path) -
             {"host", "router"} if topology.routers else {"host"})
         assert all(c["HostConfig"]["NetworkMode"] == "none" for c in containers)
 
-        report = measure_reachability(deployment, timeout=2.0)
-        assert report.outcomes, "the example declares services: reach must probe something"
-        mismatches = [(o.probe, v.reason) for o, v in report.mismatches]
-        assert report.ok, f"reach disagrees with the planner: {mismatches[:5]}"
-        assert 0 < sum(o.reachable for o in report.outcomes) <= len(report.outcomes)
+        reach = run_testbed("reach", run, "--json")
+        report = json.loads(reach.stdout)
+        assert report["probes"] > 0, "the example declares services: reach must probe something"
+        assert reach.returncode == 0 and report["ok"], report["mismatches"][:5]
+        assert 0 < report["reachable"] == report["expected_reachable"] <= report["probes"]
+        deployment = get_backend("docker").attach(run)
         assert set(deployment.egress_counters().values()) == {0}
     finally:
-        deployment.teardown()
+        down = run_testbed("down", run)
+    assert down.returncode == 0, down.stderr
     assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
-    assert not (state_dir / f"dk-{path.stem}" / "ledger.json").exists()
+    assert not (state_dir / run / "ledger.json").exists()
 
 
 SMALL = textwrap.dedent("""\
@@ -97,7 +108,7 @@ SMALL = textwrap.dedent("""\
       lan: {cidr: 10.77.1.0/24}
       srv: {cidr: 10.77.2.0/24}
     hosts:
-      laptop: {segment: lan, tier: launch-pad, cpus: 0.5, memory_mb: 96,
+      laptop: {segment: lan, tier: launch-pad, limits: {cpus: 0.5, memory_mb: 96},
                services: [{name: ssh}]}
       files: {segment: srv, tier: server, services: [{name: smb, vulns: [MOCK-SMB-1]}]}
     routers:
@@ -189,24 +200,41 @@ DEPLOYER = textwrap.dedent("""\
     """)
 
 
-def test_down_all_after_kill_9_leaves_nothing(client, tmp_path: Path, state_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL)
-    deployer = subprocess.Popen([sys.executable, "-c", DEPLOYER, str(path), "dk-killed"],
+@pytest.mark.parametrize("moment", ["during", "after"])
+def test_down_all_after_kill_9_leaves_nothing(client, tmp_path: Path, state_dir: Path,  # type: ignore[no-untyped-def]
+                                              moment: str) -> None:
+    """kill -9 of the deployer half-way through starting containers, or once it is up."""
+    path = REPO / "topologies" / "smb-flat.yaml" if moment == "during" else tmp_path / "s.yaml"
+    if moment == "after":
+        path.write_text(SMALL)
+    run = f"dk-killed-{moment}"
+    deployer = subprocess.Popen([sys.executable, "-c", DEPLOYER, str(path), run],
                                 stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     assert deployer.stdout is not None
-    prefix = deployer.stdout.readline().strip()
-    assert prefix, "the deployer died before deploying"
-    assert leftovers(client, prefix)["containers"]
+    ledger = state_dir / run / "ledger.json"
+    if moment == "after":
+        prefix = deployer.stdout.readline().strip()
+        assert prefix, "the deployer died before deploying"
+    else:
+        deadline = time.monotonic() + 120
+        prefix = ""
+        while time.monotonic() < deadline and deployer.poll() is None:
+            if ledger.exists():
+                prefix = json.loads(ledger.read_text())["objects"]["plan"]["prefix"]
+                if leftovers(client, prefix)["containers"]:
+                    break
+            time.sleep(0.05)
+        assert prefix and deployer.poll() is None, "could not catch the deployer mid-way"
     deployer.send_signal(signal.SIGKILL)
     deployer.wait(10)
-    assert not nothing_left(leftovers(client, prefix))  # the crash left the run behind
+    assert leftovers(client, prefix)["containers"]  # the crash left the run behind
+    if moment == "during":
+        assert json.loads(ledger.read_text())["status"] == "deploying"
 
-    down = subprocess.run([sys.executable, "-m", "testbed", "down", "--all"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    down = run_testbed("down", "--all")
     assert down.returncode == 0, down.stderr
     assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
-    assert not (state_dir / "dk-killed" / "ledger.json").exists()
+    assert not ledger.exists()
 
 
 def test_down_all_removes_containers_that_outlived_their_state(client, tmp_path: Path,  # type: ignore[no-untyped-def]

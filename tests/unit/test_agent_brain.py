@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections import Counter
 from collections.abc import Callable
 
@@ -91,7 +92,7 @@ def test_local_preference_sweeps_its_own_subnet_sequentially() -> None:
     # upward from its own address, one after the other
     assert [p.target for p in local[:5]] == [f"10.0.1.{n}" for n in range(11, 16)]
     others = [int(ipaddress.IPv4Address(p.target)) for p in probes if p.tactic == "sequential"]
-    steps = Counter(b - a for a, b in zip(others, others[1:], strict=False))
+    steps = Counter(b - a for a, b in itertools.pairwise(others))
     assert steps.most_common(1)[0][0] == 1  # a sequential sweep of the whole space
 
 
@@ -130,7 +131,7 @@ def test_stealth_stays_below_one_new_destination_per_second(rate: float) -> None
     log = simulate(brain, environment, 600.0)
     times = [t for t, _, _ in log]
     assert len(times) > 200
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.0
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 1.0
     assert len(times) / 600.0 <= rate * 1.05
     new_destinations = []
     seen: set[str] = set()
@@ -138,8 +139,7 @@ def test_stealth_stays_below_one_new_destination_per_second(rate: float) -> None
         if probe.target not in seen:
             seen.add(probe.target)
             new_destinations.append(t)
-    assert all(b - a >= 1.0 for a, b in zip(new_destinations, new_destinations[1:],
-                                             strict=False))
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(new_destinations))
     assert any(p.tactic == "interleave" for _, p, _ in log)  # hides among known-good hosts
     assert {p.encoding for _, p, _ in log} == {"encoded"}
 

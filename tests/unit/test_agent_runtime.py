@@ -176,3 +176,56 @@ def test_unknown_profile_is_a_clear_error(state: Path) -> None:
     assert process.stderr is not None
     error = process.stderr.read().decode()
     assert "unknown worm profile 'clasic'" in error and "Traceback" not in error
+
+
+def test_udp_service_answers_and_a_token_over_udp_infects(tmp_path: Path) -> None:
+    import asyncio
+
+    from testbed.agent.clients import benign_request
+    from testbed.agent.guards import Egress
+    from testbed.agent.protocol import encode_line, make_exploit, message_line, parse_reply
+    from testbed.agent.runtime import Agent
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = AgentConfig(
+        run="udp", host="vpn-gw", address="127.0.0.1", segment_cidr="127.0.0.0/29",
+        secret=SECRET, seed=1, state_dir=tmp_path, cidrs=("127.0.0.0/29",),
+        services=(ServiceConfig("vpn", port, "udp", "", ("MOCK-VPN-1",)),), patched=False,
+        worm=WormConfig("classic", {"rate": 0.01}, ()), listen_address="127.0.0.1")
+    agent = Agent(config)
+
+    async def scenario() -> tuple[str, str | None]:
+        running = asyncio.create_task(agent.run())
+        while not config.ready_path.exists():
+            await asyncio.sleep(0.01)
+        egress = Egress(config.cidrs)
+        benign = await benign_request(egress, "127.0.0.1", port, "udp", "vpn", timeout=2.0)
+        message = make_exploit(secret=SECRET, run="udp", vuln="MOCK-VPN-1", source="127.0.0.1",
+                               target="127.0.0.1", nonce=os.urandom(16).hex(),
+                               issued_ms=int(time.time() * 1000), generation=2, parent="pz")
+        reply = await egress.udp_exchange("127.0.0.1", port, encode_line(
+            message_line(message), "encoded", os.urandom(4)), 2.0)
+        agent.stop("test")
+        await running
+        return benign.outcome, parse_reply(reply or b"")
+
+    assert asyncio.run(scenario()) == ("ok", "infected")
+    assert agent.active and agent.generation == 3
+
+
+def test_agent_package_imports_only_the_standard_library() -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'pydantic', 'yaml', 'networkx', 'scapy', 'pyroute2',\n"
+        "                                  'docker', 'rich'}:\n"
+        "            raise ImportError('not allowed in the agent: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import testbed.agent.runtime, testbed.agent.control, testbed.agent.__main__\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,9 @@ def quarantine(host: str, at: float, enforced: float = 0.0, ok: bool = True,
             "cause": {"detector": "trw"}, "enforced_s": enforced, "ok": ok}
 
 
-def records(topology: Topology, events: list[dict[str, Any]], alerts: list[dict[str, Any]] = (),
-            actions: list[dict[str, Any]] = (), *, detectors: tuple[str, ...] = ("trw",),
+def records(topology: Topology, events: list[dict[str, Any]],
+            alerts: Sequence[dict[str, Any]] = (), actions: Sequence[dict[str, Any]] = (), *,
+            detectors: tuple[str, ...] = ("trw",),
             egress: dict[str, int] | None = None, end: float = T0 + 30) -> RunRecords:
     return RunRecords(topology=topology, t0=T0, end=end, events=events, alerts=list(alerts),
                       actions=list(actions), patient_zero=("laptop",), detectors=detectors,

@@ -32,8 +32,8 @@ def test_parser_kinds() -> None:
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     assert kinds(bytes(eth / IP(src=A, dst=B) / TCP(sport=1, dport=2, flags="S"))) == (
         "syn", A, B, 1, 2, "TCP", "")
-    assert kinds(bytes(eth / IP(src=B, dst=A) / TCP(sport=2, dport=1, flags="SA")))[0] == \
-        "syn-ack"  # type: ignore[index]
+    synack = kinds(bytes(eth / IP(src=B, dst=A) / TCP(sport=2, dport=1, flags="SA")))
+    assert synack is not None and synack[0] == "syn-ack"
     assert kinds(bytes(eth / IP(src=B, dst=A) / TCP(flags="RA")))[0] == "rst"  # type: ignore[index]
     assert kinds(bytes(eth / IP(src=A, dst=B) / TCP(flags="A"))) is None  # pure ACK
     data = parse_ethernet(bytes(eth / IP(src=A, dst=B) / TCP(flags="PA") / (b"x" * 300)), 1.0)
@@ -177,8 +177,8 @@ def test_pcapng_raw_ip_and_cooked_captures(tmp_path: Path) -> None:
     assert outcomes(events) == [(A, B, 2, "success", True)]
     assert events[0].time == pytest.approx(100.0)
     raw = [syn, synack]
-    for p, t in zip(raw, (5.0, 5.1), strict=True):
-        p.time = t
+    for packet, t in zip(raw, (5.0, 5.1), strict=True):
+        packet.time = t
     wrpcap(str(tmp_path / "raw.pcap"), raw, linktype=LINKTYPE_RAW)
     assert outcomes(list(events_from_pcap(tmp_path / "raw.pcap"))) == [
         (A, B, 2, "success", True)]

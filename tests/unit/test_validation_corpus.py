@@ -150,3 +150,57 @@ def test_missing_file_is_a_located_error(tmp_path: Path,
 def test_directory_is_not_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path)]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+# ---- no input, however mangled, gets anything but located diagnostics ----------------------
+_ODD_VALUES = [None, -1, 0, 70000, 2.5, "", "any", "x", "10.0.0.0/8", "10.10.5.1", "0.0.0.0/0",
+               "8.8.8.0/24", "255.255.255.255", [], {}, [None], ["nobody"], {"a": 1}, True,
+               "1-2", "-5", "80-", [-5], ["9-1"], "MOCK-X", "CVE-2017-0144", "icmp", "deny",
+               1e300, "users", "pc", "pc-1", ["users", "pc"], {"action": "allow"}]
+
+
+def _paths(data: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def test_mangled_topologies_and_scenarios_only_ever_give_diagnostics() -> None:
+    import copy
+    import random
+
+    from testbed.errors import ValidationError
+    from testbed.model.load_scenario import scenario_from_document
+    from testbed.model.load_topology import topology_from_document
+    from testbed.yamlsource import SourceDocument, load_yaml
+
+    repo = BAD.parents[2]
+    sources = [(repo / "topologies" / "smb-segmented.yaml", False),
+               (repo / "topologies" / "home-basement.yaml", False),
+               (repo / "scenarios" / "basement-launchpad.yaml", True)]
+    rng = random.Random(20240607)  # fixed: a failure must reproduce
+    rejected = 0
+    for _trial in range(300):
+        path, is_scenario = rng.choice(sources)
+        data = copy.deepcopy(load_yaml(path).data)
+        for _change in range(rng.randint(1, 3)):
+            where = rng.choice(_paths(data))
+            parent = data
+            for part in where[:-1]:
+                parent = parent[part]
+            parent[where[-1]] = copy.deepcopy(rng.choice(_ODD_VALUES))
+        document = SourceDocument(path, data)
+        try:
+            if is_scenario:
+                scenario_from_document(document, path)
+            else:
+                topology_from_document(document)
+        except ValidationError as err:
+            rejected += 1
+            assert err.diagnostics and all(d.message for d in err.diagnostics)
+    assert rejected > 200  # the mangling really produced bad input

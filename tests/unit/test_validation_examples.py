@@ -101,6 +101,8 @@ def test_the_published_schema_rejects_what_the_loader_rejects() -> None:
     base = load_yaml(REPO / "topologies" / "smb-flat.yaml").data
     for broken in ({**base, "hots": {}},
                    {**base, "hosts": {**base["hosts"], "kiosk": {"segmnet": "users"}}},
+                   {**base, "hosts": {**base["hosts"], "Web_Server": {"segment": "users"}}},
+                   {**base, "segments": {**base["segments"], "DMZ": {"cidr": "10.9.0.0/24"}}},
                    {**base, "hosts": {**base["hosts"], "kiosk": {"tier": "crown-jewl"}}},
                    {**base, "hosts": {**base["hosts"], "kiosk": {
                        "services": [{"name": "smb", "vulns": ["CVE-2017-0144"]}]}}}):

@@ -184,3 +184,19 @@ def test_display_name_is_used_in_messages(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         load_yaml(path, display_name="shown/name.yaml")
     assert info.value.diagnostics[0].file == "shown/name.yaml"
+
+
+def test_yaml_1_1_booleans_stay_text_as_in_yaml_1_2() -> None:
+    document = parse("a: yes\nb: off\nc: true\nd: False\non: 1\n")
+    assert document.data == {"a": "yes", "b": "off", "c": True, "d": False, "on": 1}
+
+
+def test_a_host_named_like_a_yaml_1_1_boolean_is_a_name() -> None:
+    from testbed.model.load_topology import topology_from_document
+
+    document = parse("name: t\nsegments: {lan: {cidr: 10.0.0.0/24}}\n"
+                     "hosts:\n  no: {segment: lan}\n  on: {segment: lan, trusts: [no]}\n"
+                     "  x: {segment: lan, patched: yes}\n")
+    topology = topology_from_document(document)
+    assert topology.hosts["on"].trusts == ("no",)
+    assert topology.hosts["x"].patched is True

@@ -29,9 +29,11 @@ import testbed
 from testbed.backends.base import Progress, state_root
 from testbed.backends.netns.kernel import (
     MS_BIND,
+    NETNS_RUN_DIR,
     _libc,
     _share_run_dir,
     entered,
+    kill_processes_in,
     named_netns_path,
     write_sysctls,
 )
@@ -226,6 +228,10 @@ def remove_containers(client: docker.DockerClient, prefix: str, *,
 
     found = list_testbed_containers(client, prefix=prefix)
     failures: list[str] = []
+    # SIGKILL every process of the run first (found through the named namespaces): the engine
+    # then only has to delete exited containers, several times faster than stopping them.
+    kill_processes_in(os.path.join(NETNS_RUN_DIR, str(c["Names"][0]).lstrip("/"))
+                      for c in found if c.get("Names"))
 
     def remove(container: dict[str, Any]) -> None:
         try:

@@ -41,6 +41,7 @@ from testbed.backends.netns.kernel import (
     Nft,
     _libnftables,
     create_named_netns,
+    ensure_neighbour_capacity,
     kill_processes_in,
     named_netns_path,
     pids_in_netns,
@@ -158,6 +159,9 @@ class NetnsBackend(Backend):
             ledger.topology = _store_topology(topology, ledger.directory)
             # Recorded before anything is created: destroy() can always find every namespace.
             ledger.objects = {"plan": plan.to_json(), "namespaces": plan.namespaces}
+            raised = ensure_neighbour_capacity(plan.neighbour_entries_needed())
+            if raised is not None:  # a host-wide limit, kept afterwards: recorded, not undone
+                ledger.objects["raised_neighbour_limits_from"] = raised
             ledger.save()
             paths = self._create_namespaces(plan, progress)
             wire(topology, plan, paths[plan.fabric_netns],
@@ -340,6 +344,10 @@ class NetnsDeployment(Deployment):
         if not argv:
             raise BackendError("empty command")
         return [NSENTER, f"--net={self.netns_path(host)}", "--", *argv]
+
+    def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
+        """The command line that runs ``argv`` inside ``host`` (for interactive use)."""
+        return self._command(host, argv)
 
     def run(self, host: str, argv: Sequence[str], *, timeout: float = 30.0,
             check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

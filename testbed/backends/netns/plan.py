@@ -125,6 +125,15 @@ class WiringPlan:
         """Every namespace name of the run, fabric first."""
         return [self.fabric_netns, *(node.netns for node in self.nodes.values())]
 
+    def neighbour_entries_needed(self, scan_margin: int = 64) -> int:
+        """ARP entries the run may hold: every node knowing every other node on its segment,
+        plus ``scan_margin`` unanswered look-ups per node (a worm probing unused addresses)."""
+        per_segment: dict[str, int] = {}
+        for node in self.nodes.values():
+            for link in node.links:
+                per_segment[link.segment] = per_segment.get(link.segment, 0) + 1
+        return sum(n * (n - 1) + n * scan_margin for n in per_segment.values())
+
     def bridge_of_segment(self) -> dict[str, str]:
         return {segment: bridge.name for segment, bridge in self.bridges.items()}
 

@@ -1,18 +1,69 @@
-"""`testbed down`: Tear down a run (or --all), even after a crash. (Placeholder until its issue lands.)"""
+"""`testbed down RUN... | --all`: remove runs, from their ledgers, even if their deployer died.
+
+Owns: the ``down`` subcommand. Only runs recorded under the state root
+(``$TESTBED_STATE_DIR`` or /run/testbed) are touched; nothing else on the machine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from testbed.errors import TestbedError
+from testbed.backends import BACKENDS, get_backend
+from testbed.backends.ledger import Ledger, list_ledgers
+from testbed.errors import BackendError, TestbedError
 
 NAME = "down"
-HELP = "Tear down a run (or --all), even after a crash"
+HELP = "Tear down runs (RUN... or --all): remove every namespace, link, rule and process"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs=argparse.REMAINDER)
+    parser.add_argument("runs", nargs="*", metavar="RUN")
+    parser.add_argument("--all", action="store_true", help="every run on this machine")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TestbedError(f"'testbed {NAME}' is not built yet")
+    if args.all and args.runs:
+        raise BackendError("give run names or --all, not both")
+    if not args.all and not args.runs:
+        raise BackendError("which run? (hint: testbed down RUN, or testbed down --all; "
+                           "testbed status lists them)")
+    names = [ledger.run for ledger in list_ledgers()] if args.all else list(args.runs)
+    # Runs a backend still finds without a ledger (docker containers after /run was wiped).
+    strays = _runs_without_ledger(set(names)) if args.all else {}
+    names += sorted(strays)
+    removed: list[str] = []
+    failed: dict[str, str] = {}
+    for name in names:
+        try:
+            get_backend(strays.get(name) or Ledger.load(name).backend).destroy(name)
+            removed.append(name)
+        except (ImportError, TestbedError) as err:
+            if not args.all and len(names) == 1:
+                raise
+            failed[name] = str(err)
+    if args.json:
+        json.dump({"removed": removed, "failed": failed}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for name in removed:
+            print(f"removed run {name!r}")
+        if args.all and not names:
+            print("no runs to remove")
+        for name, error in failed.items():
+            sys.stderr.write(f"testbed: error: run {name!r}: {error}\n")
+    return 3 if failed else 0
+
+
+def _runs_without_ledger(known: set[str]) -> dict[str, str]:
+    """Run name -> backend, for runs a backend reports that have no ledger here."""
+    found: dict[str, str] = {}
+    for backend_name in BACKENDS.names():
+        try:
+            infos = get_backend(backend_name).runs()
+        except (ImportError, TestbedError):
+            continue  # e.g. no Docker engine on this machine: nothing of it to remove
+        found.update({info.name: info.backend for info in infos if info.name not in known})
+    return found

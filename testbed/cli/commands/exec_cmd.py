@@ -1,18 +1,58 @@
-"""`testbed exec`: Run a command inside a host of a deployed run. (Placeholder until its issue lands.)"""
+"""`testbed exec RUN HOST -- CMD...`: run a command inside a host (or router) of a run.
+
+Owns: the ``exec`` subcommand. Output streams through; the exit status is the command's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import sys
 
-from testbed.errors import TestbedError
+from testbed.errors import BackendError
 
 NAME = "exec"
-HELP = "Run a command inside a host of a deployed run"
+HELP = "Run a command inside a host or router of a deployed run; exits with its status"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs=argparse.REMAINDER)
+    parser.add_argument("run_name", metavar="RUN")
+    parser.add_argument("host", metavar="HOST", help="host or router name")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...",
+                        help="the command and its arguments, after --")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="kill the command after this many seconds")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TestbedError(f"'testbed {NAME}' is not built yet")
+    from testbed.cli.commands.up import attach
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise BackendError("no command given (hint: testbed exec RUN HOST -- ip addr)")
+    deployment = attach(args.run_name)
+    exec_argv = getattr(deployment, "exec_argv", None)
+    if exec_argv is None:  # a backend without a streaming exec: run and relay
+        completed = deployment.run(args.host, command, timeout=args.timeout or 3600.0,
+                                   check=False)
+        sys.stdout.buffer.write(completed.stdout)
+        sys.stderr.buffer.write(completed.stderr)
+        return completed.returncode
+    argv = exec_argv(args.host, command)
+    # Ctrl-C reaches the command (same process group); we wait for it to finish.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = subprocess.Popen(argv)
+        try:
+            return process.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise BackendError(f"command timed out after {args.timeout} s") from None
+    except FileNotFoundError as err:
+        raise BackendError(f"cannot start {err.filename}") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,105 @@
+"""Unit tier: what each docker-backend container is, derived from a topology (no engine)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from testbed.backends.docker.backend import _in_container
+from testbed.backends.docker.containers import (
+    LABEL_KIND,
+    LABEL_NODE,
+    LABEL_PREFIX,
+    LABEL_RUN,
+    LABEL_STATE_ROOT,
+    SOURCE_MOUNT,
+    container_specs,
+)
+from testbed.backends.netns.plan import WiringPlan
+from testbed.docker import DEFAULT_IMAGE
+from testbed.docker.image import recipe_digest
+from testbed.errors import BackendError
+from testbed.model import load_topology
+
+TOPOLOGY = textwrap.dedent("""\
+    name: unit
+    segments:
+      lan: {cidr: 10.9.1.0/24}
+      srv: {cidr: 10.9.2.0/24}
+    hosts:
+      cam: {segment: lan, tier: launch-pad, limits: {cpus: 0.25, memory_mb: 64}}
+      edr: {segment: srv, tier: server, image: "acme/edr:2"}
+    routers:
+      gw: {segments: [lan, srv]}
+    """)
+
+
+@pytest.fixture()
+def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "t.yaml"
+    path.write_text(TOPOLOGY)
+    topology = load_topology(path)
+    plan = WiringPlan.from_topology(topology, "tabcd")
+    found = container_specs(topology, plan, "r1", tmp_path / "state" / "r1")
+    return {spec.node: spec for spec in found}, tmp_path
+
+
+def test_every_host_and_router_is_a_container(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, _ = specs
+    assert set(by_node) == {"cam", "edr", "gw"}
+    assert by_node["gw"].kind == "router" and by_node["cam"].kind == "host"
+    assert by_node["cam"].name == "tabcd-cam"  # = its namespace name: unique per machine
+
+
+def test_limits_come_from_the_topology(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, _ = specs
+    assert by_node["cam"].nano_cpus == 250_000_000 and by_node["cam"].mem_limit == "64m"
+    assert by_node["edr"].nano_cpus is None and by_node["edr"].mem_limit is None
+    assert by_node["gw"].nano_cpus is None
+
+
+def test_images_default_and_own(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, _ = specs
+    assert by_node["cam"].image == DEFAULT_IMAGE and not by_node["cam"].custom_image
+    assert by_node["edr"].image == "acme/edr:2" and by_node["edr"].custom_image
+    assert by_node["gw"].image == DEFAULT_IMAGE
+
+
+def test_labels_find_a_run_without_its_ledger(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, tmp_path = specs
+    labels = by_node["cam"].labels
+    assert labels[LABEL_RUN] == "r1" and labels[LABEL_PREFIX] == "tabcd"
+    assert labels[LABEL_NODE] == "cam" and labels[LABEL_KIND] == "host"
+    assert labels[LABEL_STATE_ROOT] == str((tmp_path / "state").resolve())
+
+
+def test_mounts_state_read_write_at_the_same_path_and_source_read_only(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, tmp_path = specs
+    binds = by_node["cam"].binds
+    state = str((tmp_path / "state" / "r1").resolve())
+    assert binds[state] == {"bind": state, "mode": "rw"}
+    sources = [b for b in binds.values() if b["bind"].startswith(SOURCE_MOUNT)]
+    assert sources == [{"bind": f"{SOURCE_MOUNT}/testbed", "mode": "ro"}]
+    assert by_node["cam"].environment["PYTHONPATH"] == SOURCE_MOUNT
+
+
+def test_router_forwards_and_hosts_do_not(specs) -> None:  # type: ignore[no-untyped-def]
+    by_node, _ = specs
+    assert by_node["gw"].sysctls["net.ipv4.ip_forward"] == "1"
+    assert by_node["cam"].sysctls["net.ipv4.ip_forward"] == "0"
+
+
+def test_engine_python_becomes_container_python() -> None:
+    assert _in_container([sys.executable, "-m", "testbed.agent"]) == [
+        "python3", "-m", "testbed.agent"]
+    assert _in_container(["ip", "addr"]) == ["ip", "addr"]
+    with pytest.raises(BackendError):
+        _in_container([])
+
+
+def test_recipe_digest_is_stable() -> None:
+    assert recipe_digest() == recipe_digest() and len(recipe_digest()) == 16
