@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"{result['hosts']:>6} {result['routers']:>7} {result['deploy_s']:>9.3f} "
                       f"{result['teardown_s']:>10.3f} {result['up_and_down_s']:>9.3f} "
-                      f"{result['quarantine_median_ms']!s:>18} / {result['quarantine_max_ms']!s:<6} "
+                      f"{result['quarantine_median_ms']!s:>18} / "
+                      f"{result['quarantine_max_ms']!s:<6} "
                       f"{result['block_median_ms']!s:>9}", flush=True)
     if args.json:
         json.dump({"backend": args.backend, "cpus": os.cpu_count(), "results": results},

@@ -220,8 +220,9 @@ def main() -> None:
     parser.add_argument("--scapy-rates", default="2000,5000,7500,10000,20000")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--frames", type=int, default=200_000)
-    parser.add_argument("--modes", default="ring,recv",
-                        help="capture modes: ring (TPACKET_V3, the default) and/or recv")
+    parser.add_argument("--modes", default="recv,ring",
+                        help="capture modes: recv (the Sensor's default) and/or ring "
+                             "(TPACKET_V3)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     frames = generated_frames(args.frames)

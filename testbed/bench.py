@@ -56,7 +56,8 @@ def _detector_entry(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-DetectorEntry = Annotated[DetectorSpec, BeforeValidator(_detector_entry)]
+DetectorEntry = Annotated[DetectorSpec, BeforeValidator(
+    _detector_entry, json_schema_input_type=str | DetectorSpec)]
 
 
 class BenchSpec(BaseModel):

@@ -11,6 +11,7 @@ Semantics, in order, for a new flow from host S to address D:
 3. D on S's segment: no router is crossed. Otherwise the routers on the shortest segment path are
    crossed in order; each applies its rules (first match wins, else its default). No path: dropped.
 4. If D is a host with a firewall, its inbound rules apply (first match, else its default).
+A router's own interface addresses accept no new connections.
 Return traffic of an allowed flow is always allowed (the firewalls are stateful).
 """
 
@@ -89,6 +90,10 @@ def decide_flow(topology: Topology, source: Host, destination: ipaddress.IPv4Add
             if block.matches(topology, source, destination, port, proto):
                 return Verdict(False, f"blocked: {block.source} -> {block.destination}"
                                       f" {block.proto}/{block.port or 'any'}")
+    for router in topology.routers.values():
+        if destination in router.interfaces.values():
+            return Verdict(False, f"{destination} is router {router.name}'s own address; "
+                                  "routers accept no new connections")
     destination_segment = next((s.name for s in topology.segments.values()
                                 if destination in s.cidr), None)
     if destination_segment is None:

@@ -32,12 +32,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from testbed.backends.base import Deployment
 from testbed.backends.netns.kernel import entered
 from testbed.errors import BackendError
 from testbed.model.topology import Topology
-from testbed.policy import ContainmentState, Verdict, decide_flow
+from testbed.policy import Verdict, decide_flow
 
 __all__ = ["Probe", "ProbeOutcome", "ReachReport", "measure_reachability", "plan_probes"]
 
@@ -47,15 +48,6 @@ UDP_RESEND_SECONDS = 0.4
 IN_PROCESS_LIMIT = 1500  # below this many probes a subprocess costs more than it saves
 
 ReachProgress = Callable[[int, int], None]
-
-
-class NamespacedDeployment(Protocol):
-    topology: Topology
-    run_name: str
-
-    def netns_path(self, node: str) -> str: ...
-
-    def containment(self) -> ContainmentState: ...
 
 
 @dataclass(frozen=True)
@@ -147,19 +139,19 @@ def plan_probes(topology: Topology, sources: Iterable[str] | None = None,
 class _Listeners:
     """Listening sockets inside every target's namespace, answered by one thread."""
 
-    def __init__(self, deployment: NamespacedDeployment, targets: Iterable[str]) -> None:
+    def __init__(self, topology: Topology, netns_path: Callable[[str], str],
+                 targets: Iterable[str]) -> None:
         self.sockets: list[socket.socket] = []
         self.preexisting: list[str] = []
         self.selector = selectors.DefaultSelector()
         self._wake_read, self._wake_write = os.pipe()
         self._thread: threading.Thread | None = None
-        topology = deployment.topology
         try:
             for target in targets:
                 host = topology.hosts[target]
                 if not host.services:
                     continue
-                with entered(deployment.netns_path(target)):
+                with entered(netns_path(target)):
                     for service in host.services:
                         self._open(str(host.ip), service.port, service.proto, target)
         except BaseException:
@@ -441,11 +433,12 @@ def _run_in_workers(jobs: list[Job], *, timeout: float, networks: list[str], wor
     return results
 
 
-def measure_reachability(deployment: NamespacedDeployment, *, timeout: float = 2.0,
+def measure_reachability(deployment: Deployment, *, timeout: float = 2.0,
                          workers: int | None = None, sources: Iterable[str] | None = None,
                          progress: ReachProgress | None = None) -> ReachReport:
     """Probe every (host, other host's service) pair for real; compare with decide_flow."""
-    if not hasattr(deployment, "netns_path"):
+    netns_path: Callable[[str], str] | None = getattr(deployment, "netns_path", None)
+    if netns_path is None:
         raise BackendError("this backend does not expose host namespaces; reach needs them")
     started = time.perf_counter()
     topology = deployment.topology
@@ -456,7 +449,7 @@ def measure_reachability(deployment: NamespacedDeployment, *, timeout: float = 2
     for index, probe in enumerate(probes):
         jobs_by_source.setdefault(probe.source, []).append(
             (index, probe.address, probe.port, probe.proto))
-    jobs: list[Job] = [(deployment.netns_path(source), items)
+    jobs: list[Job] = [(netns_path(source), items)
                        for source, items in jobs_by_source.items()]
     total = len(probes)
 
@@ -464,7 +457,7 @@ def measure_reachability(deployment: NamespacedDeployment, *, timeout: float = 2
         if progress is not None:
             progress(min(done, total), total)
 
-    listeners = _Listeners(deployment, sorted({p.target for p in probes}))
+    listeners = _Listeners(topology, netns_path, sorted({p.target for p in probes}))
     try:
         listeners.start()
         if workers is None:

@@ -131,7 +131,7 @@ def _collapse(networks: Iterable[Network]) -> tuple[Network, ...]:
 
 
 # ---- policy rules ----------------------------------------------------------------------------
-def _endpoint_networks(endpoints: Sequence[object]) -> tuple[Network, ...] | None | bool:
+def _endpoint_networks(endpoints: Sequence[object]) -> tuple[Network, ...] | bool | None:
     """Networks of a rule side; None for "any"; False when it can never match (empty group)."""
     networks: list[Network] = []
     for endpoint in endpoints:
@@ -239,7 +239,8 @@ def router_ruleset(topology: Topology, router: Router, table: str, *,
                    replace: bool = False) -> str:
     """The ruleset of one router's namespace: guards and its stateful forward policy."""
     policy = "accept" if router.default == "allow" else "drop"
-    body = _guard_definitions(topology) + [
+    body = [
+        *_guard_definitions(topology),
         "  chain forward {",
         f"    type filter hook forward priority 0; policy {policy};",
         f"    meta nfproto ipv6 counter name {EGRESS_COUNTER} drop",
@@ -247,6 +248,13 @@ def router_ruleset(topology: Topology, router: Router, table: str, *,
         f"    ip daddr != @topology_nets counter name {EGRESS_COUNTER} drop",
         "    ct state established,related accept",
         *(f"    {rule.render()}" for rule in compile_firewall(router.rules)),
+        "  }",
+        # A router's own addresses offer no service: new connections to it are dropped, as
+        # testbed.policy.decide_flow says (the worm probing a gateway sees silence).
+        "  chain router_input {",
+        "    type filter hook input priority 0; policy drop;",
+        '    iifname "lo" accept',
+        "    ct state established,related accept",
         "  }",
     ]
     return _table("inet", table, body, replace)
@@ -281,6 +289,9 @@ def fabric_ruleset(topology: Topology, table: str, *, quarantined_ports: Iterabl
         "    type filter hook forward priority 0; policy accept;",
         f"    ip saddr != @topology_nets counter name {STRAY_COUNTER} drop",
         f"    ip daddr != @topology_nets counter name {STRAY_COUNTER} drop",
+        # Conntrack runs from the start, so a flow that predates a block stays established
+        # (blocks stop new flows only) instead of being picked up mid-stream as "new".
+        "    ct state established,related accept",
         f"    jump {CONTAINMENT_CHAIN}",
         "  }",
         f"  chain {CONTAINMENT_CHAIN} {{",

@@ -208,6 +208,7 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
     run_dir = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
     if (run_dir / "results.json").exists():
         raise RunError(f"{run_dir} already holds a run's results; choose another --out")
+    created_run_dir = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     topology = scenario.topology
     run_name = _run_name(scenario)
@@ -336,6 +337,8 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
                 for log in parts.logs:
                     log.close()
                 timings["teardown_s"] = time.monotonic() - cleanup_start
+    if t0 is None and created_run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()  # nothing ran: leave no empty output directory behind
     if failure is not None:
         raise failure
     if t0 is None:

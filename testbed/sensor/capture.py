@@ -191,15 +191,16 @@ class Sensor:
     """Listens on every tap; ``poll()`` hands out ConnEvents (raw and derived), in time order.
 
     Use as a context manager. The reader runs in a background thread so that the kernel keeps
-    being drained while detectors work. By default each tap gets a memory-mapped TPACKET_V3
-    ring (``ring``; ``None`` falls back to ``recv`` on a ``buffer_bytes`` socket buffer): no
-    system call per packet, and per-packet kernel timestamps. ``stats()`` reports packets read,
+    being drained while detectors work. By default it reads with ``recv`` from a
+    ``buffer_bytes`` socket buffer; ``ring=RingGeometry()`` maps a TPACKET_V3 ring per tap
+    instead (no system call per packet, kernel timestamps), which measured no faster here
+    (benchmarks/sensor.py --modes ring,recv). ``stats()`` reports packets read,
     the kernel's drops (PACKET_STATISTICS, summed over taps) and duplicates removed.
     """
 
     def __init__(self, taps: Sequence[Tap], *, pcap_dir: Path | None = None,
                  contact_timeout_s: float = DEFAULT_CONTACT_TIMEOUT_S, snaplen: int = 256,
-                 ring: RingGeometry | None = RingGeometry(), buffer_bytes: int = 32 << 20,
+                 ring: RingGeometry | None = None, buffer_bytes: int = 32 << 20,
                  dedup_window_s: float = 0.5) -> None:
         if not taps:
             raise BackendError("the sensor needs at least one tap")

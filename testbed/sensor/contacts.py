@@ -19,11 +19,13 @@ Must not touch: sockets or clocks (the caller passes the time).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from detectors.base import ConnEvent
 
 __all__ = ["DEFAULT_CONTACT_TIMEOUT_S", "ContactTracker", "Deduplicator"]
 
+_new_event = tuple.__new__  # ConnEvent(...) without NamedTuple.__new__'s Python frame
 DEFAULT_CONTACT_TIMEOUT_S = 1.0
 """An attempt with no answer after this long is ``unanswered``. A live host on the testbed answers
 within milliseconds; Linux itself gives up ARP after 3 s, which would only delay detection."""
@@ -77,38 +79,48 @@ class ContactTracker:
         self._contacted: set[tuple[str, str]] = set()
         self._udp_flows: set[tuple[str, int, str, int]] = set()
         self._deadlines: deque[tuple[float, _Attempt]] = deque()
+        self._handlers: dict[str, Callable[[ConnEvent], list[ConnEvent]]] = {
+            "syn": self._syn, "syn-ack": self._syn_ack, "rst": self._rst, "udp": self._udp,
+            "icmp-echo": self._echo, "icmp-echo-reply": self._echo_reply,
+            "icmp-unreachable": self._icmp_error, "icmp-prohibited": self._icmp_error,
+            "arp-request": self._arp_request, "arp-reply": self._arp_reply,
+        }
 
     def feed(self, event: ConnEvent) -> list[ConnEvent]:
-        kind = event.kind
-        if kind == "syn":
-            return self._attempt(event, "TCP", event.dport)
-        if kind == "syn-ack":
-            return self._resolve((event.dst, event.src, "TCP", event.sport), "success",
+        handler = self._handlers.get(event.kind)
+        return handler(event) if handler is not None else []
+
+    def _syn(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._attempt(event, "TCP", event.dport)
+
+    def _syn_ack(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._resolve((event.dst, event.src, "TCP", event.sport), "success", event.time)
+
+    def _rst(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._resolve((event.dst, event.src, "TCP", event.sport), "refused", event.time)
+
+    def _udp(self, event: ConnEvent) -> list[ConnEvent]:
+        if (event.dst, event.dport, event.src, event.sport) in self._udp_flows:
+            return self._resolve((event.dst, event.src, "UDP", event.sport), "success",
                                  event.time)
-        if kind == "rst":
-            return self._resolve((event.dst, event.src, "TCP", event.sport), "refused",
-                                 event.time)
-        if kind == "udp":
-            flow = (event.src, event.sport, event.dst, event.dport)
-            if (event.dst, event.dport, event.src, event.sport) in self._udp_flows:
-                return self._resolve((event.dst, event.src, "UDP", event.sport), "success",
-                                     event.time)
-            if len(self._udp_flows) < 1_000_000:
-                self._udp_flows.add(flow)
-            return self._attempt(event, "UDP", event.dport)
-        if kind == "icmp-echo":
-            return self._attempt(event, "ICMP", 0)
-        if kind == "icmp-echo-reply":
-            return self._resolve((event.dst, event.src, "ICMP", 0), "success", event.time)
-        if kind in ("icmp-unreachable", "icmp-prohibited"):
-            return self._resolve((event.src, event.dst, event.proto, event.dport),
-                                 event.outcome, event.time)
-        if kind == "arp-request":
-            return self._arp_request(event)
-        if kind == "arp-reply":
-            attempt = self._arp_pending.get((event.dst, event.src))
-            if attempt is not None:
-                attempt.answered = True
+        if len(self._udp_flows) < 1_000_000:
+            self._udp_flows.add((event.src, event.sport, event.dst, event.dport))
+        return self._attempt(event, "UDP", event.dport)
+
+    def _echo(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._attempt(event, "ICMP", 0)
+
+    def _echo_reply(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._resolve((event.dst, event.src, "ICMP", 0), "success", event.time)
+
+    def _icmp_error(self, event: ConnEvent) -> list[ConnEvent]:
+        return self._resolve((event.src, event.dst, event.proto, event.dport), event.outcome,
+                             event.time)
+
+    def _arp_reply(self, event: ConnEvent) -> list[ConnEvent]:
+        attempt = self._arp_pending.get((event.dst, event.src))
+        if attempt is not None:
+            attempt.answered = True
         return []
 
     def _attempt(self, event: ConnEvent, proto: str, dport: int) -> list[ConnEvent]:
@@ -125,8 +137,9 @@ class ContactTracker:
             first = pair not in self._contacted
             if first:
                 self._contacted.add(pair)
-                derived.append(ConnEvent(event.time, "first-contact", event.src, event.dst,
-                                         event.sport, dport, proto, first=True))
+                derived.append(_new_event(ConnEvent, (event.time, "first-contact", event.src,
+                                                      event.dst, event.sport, dport, proto, "",
+                                                      True, b"", "")))
         attempt = _Attempt(event.time, event.src, event.dst, event.sport, dport, proto, first)
         self._pending[key] = attempt
         self._deadlines.append((event.time + self.timeout_s, attempt))
@@ -153,8 +166,9 @@ class ContactTracker:
 
     @staticmethod
     def _outcome(attempt: _Attempt, outcome: str, now: float) -> ConnEvent:
-        return ConnEvent(now, "outcome", attempt.src, attempt.dst, attempt.sport, attempt.dport,
-                         attempt.proto, outcome=outcome, first=attempt.first)
+        return _new_event(ConnEvent, (now, "outcome", attempt.src, attempt.dst, attempt.sport,
+                                      attempt.dport, attempt.proto, outcome, attempt.first, b"",
+                                      ""))
 
     def expire(self, now: float) -> list[ConnEvent]:
         """Attempts whose time is up: ``unanswered`` (or ``success`` for answered ARP)."""

@@ -43,56 +43,72 @@ _PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP"}
 Parsed = tuple[bytes, ConnEvent] | None
 
 
+_IPV4 = struct.Struct("!BxHxxBxxBxx4s4s")  # version/IHL, total length, frag high, proto, addrs
+_new_event = tuple.__new__  # ConnEvent(...) without NamedTuple.__new__'s Python frame: per packet
+_names: dict[bytes, str] = {}
+
+
+def _name(packed: bytes) -> str:
+    """Dotted quad of a packed address, cached (a network has few addresses; bounded anyway)."""
+    name = _names.get(packed)
+    if name is None:
+        name = inet_ntoa(packed)
+        if len(_names) < 1 << 20:
+            _names[packed] = name
+    return name
+
+
 def parse_ipv4(frame: bytes, offset: int, time: float, tap: str) -> Parsed:
     """Parse an IPv4 packet starting at ``offset``; None for what no detector needs."""
     if len(frame) < offset + 20:
         return None
-    version_ihl = frame[offset]
+    version_ihl, total, frag_high, proto, src4, dst4 = _IPV4.unpack_from(frame, offset)
     if version_ihl >> 4 != 4:
         return None
-    if frame[offset + 6] & 0x1F or frame[offset + 7]:
+    if frag_high & 0x1F or frame[offset + 7]:
         return None  # a non-first fragment carries no L4 header
-    proto = frame[offset + 9]
     l4 = offset + (version_ihl & 0x0F) * 4
-    end = min(len(frame), offset + ((frame[offset + 2] << 8) | frame[offset + 3]))
-    addresses = frame[offset + 12:offset + 20]
-    src = inet_ntoa(addresses[:4])
-    dst = inet_ntoa(addresses[4:])
-    # The key (addresses, IP id, L4 header) ignores TTL, checksums (offloaded TCP/UDP checksums
-    # may be unfilled on veth) and L2: the same packet routed across several taps keeps it.
+    end = offset + total
+    if end > len(frame):
+        end = len(frame)
+    # The key (IP id, addresses, options, first 24 bytes of L4) ignores TTL, the header checksum
+    # and L2: the same packet routed across several taps keeps it.
+    key = frame[offset + 4:offset + 6] + frame[offset + 12:min(l4 + 24, end)]
     if proto == 6:
         if end < l4 + 14:
             return None
         flags = frame[l4 + 13]
         sport, dport = _PORTS.unpack_from(frame, l4)
-        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 16]
         if flags & 0x04:
-            return key, ConnEvent(time, "rst", src, dst, sport, dport, "TCP", "", False, b"", tap)
+            return key, _new_event(ConnEvent, (time, "rst", _name(src4), _name(dst4), sport,
+                                               dport, "TCP", "", False, b"", tap))
         if flags & 0x02:
-            return key, ConnEvent(time, "syn-ack" if flags & 0x10 else "syn", src, dst, sport,
-                                  dport, "TCP", "", False, b"", tap)
+            return key, _new_event(ConnEvent, (time, "syn-ack" if flags & 0x10 else "syn",
+                                               _name(src4), _name(dst4), sport, dport, "TCP",
+                                               "", False, b"", tap))
         data = l4 + (frame[l4 + 12] >> 4) * 4
         if data < end:
-            return key, ConnEvent(time, "data", src, dst, sport, dport, "TCP", "", False,
-                                  frame[data:min(end, data + PAYLOAD_BYTES)], tap)
+            return key, _new_event(ConnEvent, (time, "data", _name(src4), _name(dst4), sport,
+                                               dport, "TCP", "", False,
+                                               frame[data:min(end, data + PAYLOAD_BYTES)], tap))
         return None
     if proto == 17:
         if end < l4 + 8:
             return None
         sport, dport = _PORTS.unpack_from(frame, l4)
-        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 6] \
-            + frame[l4 + 8:l4 + 24] + b"\x11"
-        return key, ConnEvent(time, "udp", src, dst, sport, dport, "UDP", "", False,
-                              frame[l4 + 8:min(end, l4 + 8 + PAYLOAD_BYTES)], tap)
+        return key, _new_event(ConnEvent, (time, "udp", _name(src4), _name(dst4), sport, dport,
+                                           "UDP", "", False,
+                                           frame[l4 + 8:min(end, l4 + 8 + PAYLOAD_BYTES)], tap))
     if proto == 1:
         if end < l4 + 8:
             return None
         icmp_type = frame[l4]
-        key = addresses + frame[offset + 4:offset + 6] + frame[l4:l4 + 16] + b"\x01"
         if icmp_type == 8:
-            return key, ConnEvent(time, "icmp-echo", src, dst, 0, 0, "ICMP", tap=tap)
+            return key, ConnEvent(time, "icmp-echo", _name(src4), _name(dst4), 0, 0, "ICMP",
+                                  tap=tap)
         if icmp_type == 0:
-            return key, ConnEvent(time, "icmp-echo-reply", src, dst, 0, 0, "ICMP", tap=tap)
+            return key, ConnEvent(time, "icmp-echo-reply", _name(src4), _name(dst4), 0, 0,
+                                  "ICMP", tap=tap)
         if icmp_type == 3:
             return _icmp_error(frame, l4, end, frame[l4 + 1], key, time, tap)
         return None

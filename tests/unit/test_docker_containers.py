@@ -103,3 +103,11 @@ def test_engine_python_becomes_container_python() -> None:
 
 def test_recipe_digest_is_stable() -> None:
     assert recipe_digest() == recipe_digest() and len(recipe_digest()) == 16
+
+
+def test_images_of_lists_who_runs_what(tmp_path: Path) -> None:
+    from testbed.backends.docker.containers import images_of
+
+    path = tmp_path / "t.yaml"
+    path.write_text(TOPOLOGY)
+    assert images_of(load_topology(path)) == {DEFAULT_IMAGE: ["cam", "gw"], "acme/edr:2": ["edr"]}

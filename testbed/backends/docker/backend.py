@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testbed.backends.base import Backend, Progress, RunInfo
@@ -94,9 +93,7 @@ class DockerBackend(Backend):
         _libnftables()
         check_run_name(run_name)
         client = connect()
-        # A throwaway plan checks names and images before anything is recorded or made.
-        check_images(client, container_specs(topology, WiringPlan.from_topology(topology, "tchk"),
-                                             run_name, _placeholder_state_dir(run_name)))
+        check_images(client, topology)  # before anything is recorded or made
         plan = WiringPlan.from_topology(topology, NetnsBackend._unique_prefix())
         ledger = Ledger.create(run_name, BACKEND_NAME)  # refuses an existing run: outside try
         try:
@@ -141,12 +138,13 @@ class DockerBackend(Backend):
     def runs(self) -> list[RunInfo]:
         """Runs with a docker ledger, plus runs whose containers outlived their state (after a
         reboot wiped /run, say): those show with pid None so that ``down --all`` removes them."""
+        ledgers = list_ledgers()
         found = [RunInfo(name=ledger.run, backend=ledger.backend,
                          topology=str(ledger.topology.get("name", "?")),
                          hosts=int(ledger.topology.get("hosts", 0)), created=ledger.created,
                          pid=ledger.pid, alive=pid_alive(ledger.pid))
-                 for ledger in list_ledgers() if ledger.backend == BACKEND_NAME]
-        known = {info.name for info in found} | {ledger.run for ledger in list_ledgers()}
+                 for ledger in ledgers if ledger.backend == BACKEND_NAME]
+        known = {ledger.run for ledger in ledgers}
         try:
             containers = list_testbed_containers(connect(timeout=10))
         except TestbedError:
@@ -179,12 +177,6 @@ class DockerBackend(Backend):
             raise BackendError(f"run {run_name!r} belongs to the {ledger.backend} backend")
         with deferred_interrupts():
             _destroy_run(client, ledger)
-
-
-def _placeholder_state_dir(run_name: str) -> Path:
-    from testbed.backends.base import state_root
-
-    return state_root() / run_name
 
 
 def _destroy_run(client: docker.DockerClient, ledger: Ledger,

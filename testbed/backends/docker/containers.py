@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +54,9 @@ __all__ = [
     "LABEL_STATE_ROOT",
     "SOURCE_MOUNT",
     "ContainerSpec",
+    "check_images",
     "container_specs",
+    "images_of",
     "list_testbed_containers",
     "remove_containers",
     "start_containers",
@@ -127,18 +129,27 @@ def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
     return specs
 
 
-def check_images(client: docker.DockerClient, specs: Iterable[ContainerSpec]) -> None:
+def images_of(topology: Topology) -> dict[str, list[str]]:
+    """Image -> the hosts and routers that run it."""
+    users: dict[str, list[str]] = {}
+    for host in topology.hosts.values():
+        users.setdefault(host.image or DEFAULT_IMAGE, []).append(host.name)
+    for router in topology.routers:
+        users.setdefault(DEFAULT_IMAGE, []).append(router)
+    return users
+
+
+def check_images(client: docker.DockerClient, topology: Topology) -> None:
     """Every image must be on this machine already: a deployment never pulls."""
     import docker.errors
 
-    for image in sorted({spec.image for spec in specs}):
+    for image, users in sorted(images_of(topology).items()):
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
             hint = ("build it: testbed image build" if image == DEFAULT_IMAGE else
                     f"load or build it first (docker load / docker build -t {image}); "
                     "it needs python3")
-            users = sorted(spec.node for spec in specs if spec.image == image)
             raise BackendError(f"docker image {image!r} (used by {', '.join(users[:5])}) is not "
                                f"on this machine (hint: {hint})") from None
         except docker.errors.DockerException as err:

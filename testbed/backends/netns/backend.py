@@ -319,6 +319,9 @@ class NetnsDeployment(Deployment):
             if self._fabric is not None:
                 self._fabric.close()  # a socket inside a namespace would keep it alive
                 self._fabric = None
+            if not self.state_dir.is_dir():  # destroyed meanwhile (`testbed down` elsewhere)
+                _destroy_ledger(self._ledger, progress)
+                return
             with run_lock(self.run_name):
                 _destroy_ledger(self._ledger, progress)
 
@@ -380,7 +383,7 @@ class NetnsDeployment(Deployment):
             self._processes.append(process)
         return process
 
-    # ---- containment ------------------------------------------------------------------------------
+    # ---- containment ---------------------------------------------------------------------------
     def _fabric_nft(self) -> Nft:
         if self._fabric is None:
             self._fabric = Nft(self.netns_path("fabric"))
@@ -489,7 +492,7 @@ class NetnsDeployment(Deployment):
 
         return self._change("remove_rate_limit", host, change)
 
-    # ---- observation -------------------------------------------------------------------------------
+    # ---- observation ---------------------------------------------------------------------------
     def taps(self) -> list[Tap]:
         fabric = self.plan.fabric_netns
         taps = [Tap(f"segment:{segment}", bridge.name, fabric, segment, "segment")
