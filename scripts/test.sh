@@ -44,8 +44,13 @@ case "$WHAT" in
         for tier in tests/unit tests/privileged tests/docker; do [ -d "$tier" ] && tiers+=("$tier"); done
         run_pytest "${tiers[@]}" "$@"
         test_status=$?
-        if [ "$lint_status" -ne 0 ]; then echo "== make test: FAILED (lint, see above)" >&2; exit 1; fi
-        exit "$test_status"
+        failed=()
+        [ "$lint_status" -eq 0 ] || failed+=("lint")
+        [ "$test_status" -eq 0 ] || failed+=("tests (pytest exit $test_status)")
+        if [ ${#failed[@]} -gt 0 ]; then
+            echo "== make test: FAILED: ${failed[*]}" >&2
+            exit 1
+        fi
         ;;
     *) echo "usage: scripts/test.sh all|lint|unit|privileged|docker [pytest args]" >&2; exit 2 ;;
 esac
