@@ -38,7 +38,8 @@ def test_every_error_class_derives_from_the_root() -> None:
 def test_diagnostic_formats_like_a_compiler() -> None:
     text = Diagnostic("t.yaml", 3, 7, "unknown key 'zon'", "segments.a.zon",
                       "did you mean 'zone'?").format()
-    assert text == "t.yaml:3:7: error: segments.a.zon: unknown key 'zon' (hint: did you mean 'zone'?)"
+    assert text == ("t.yaml:3:7: error: segments.a.zon: unknown key 'zon' "
+                    "(hint: did you mean 'zone'?)")
 
 
 def test_registry_refuses_duplicates_and_names_the_closest_for_typos() -> None:
