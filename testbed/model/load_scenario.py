@@ -51,6 +51,11 @@ class Scenario:
             params["rate"] = self.spec.worm.rate
         return resolved_profile_params(self.spec.worm.profile, params)
 
+    def monitored_segments(self) -> set[str]:
+        """Segments whose taps the sensors listen on (``monitoring.segments``)."""
+        names = self.spec.monitoring.segments
+        return set(self.topology.segments) if "any" in names else set(names)
+
     def patient_zero(self) -> list[str]:
         return expand_hosts(self.topology, self.spec.worm.patient_zero)
 
@@ -140,6 +145,9 @@ def _cross_check(spec: ScenarioSpec, topology: Topology,
                     set(topology.hosts), "host")
         check_names(("benign", "scanner", "segments"), spec.benign.scanner.segments,
                     set(topology.segments), "segment")
+
+    check_names(("monitoring", "segments"), spec.monitoring.segments,
+                set(topology.segments) | {"any"}, "segment")
 
     from detectors.registry import DETECTORS, detector_parameters
 

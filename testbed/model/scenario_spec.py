@@ -16,6 +16,7 @@ __all__ = [
     "BackupSpec",
     "BenignSpec",
     "DetectorSpec",
+    "MonitoringSpec",
     "OutputsSpec",
     "ResponseRuleSpec",
     "ResponseSpec",
@@ -112,6 +113,13 @@ class StopSpec(_Strict):
                                                           "condition holds.")
 
 
+class MonitoringSpec(_Strict):
+    """Where the sensors listen. Real networks rarely watch everything: a home LAN is dark."""
+
+    segments: NameList = Field(["any"], description="Segments whose traffic the sensors (and so "
+                                                    "the detectors) see; 'any' for all.")
+
+
 class OutputsSpec(_Strict):
     pcap: bool = Field(False, description="Write a pcap per segment and labels.csv.")
     report: bool = Field(True, description="Write report.html.")
@@ -133,6 +141,7 @@ class ScenarioSpec(_Strict):
     worm: WormSpec
     benign: BenignSpec = Field(default_factory=BenignSpec)
     detectors: list[DetectorSpec] = Field(default_factory=list)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)

@@ -278,7 +278,8 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
             from detectors.pipeline import AlertLog, DetectorSet
             from testbed.sensor import Sensor
 
-            taps = deployment.taps()
+            monitored = scenario.monitored_segments()
+            taps = [tap for tap in deployment.taps() if tap.segment in monitored]
             pcap_dir = run_dir / "pcap" if spec.outputs.pcap else None
             sensor = parts.sensor = stack.enter_context(Sensor(taps, pcap_dir=pcap_dir))
             context = SensorContext.from_topology(topology, taps=taps,
