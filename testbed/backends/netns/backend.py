@@ -153,6 +153,7 @@ class NetnsBackend(Backend):
             raise ToolMissingError("nsenter is not installed",
                                    stderr="hint: apt-get install util-linux")
         check_run_name(run_name)
+        _require_bridge_netfilter()
         plan = WiringPlan.from_topology(topology, self._unique_prefix())
         ledger = Ledger.create(run_name, BACKEND_NAME)  # refuses an existing run: outside try
         try:
@@ -530,3 +531,17 @@ class NetnsDeployment(Deployment):
             if "packets" in line:
                 return int(line.split("packets", 1)[1].split()[0])
         return 0
+
+
+def _require_bridge_netfilter() -> None:
+    """Blocks and rate limits are enforced statefully on the fabric's bridges, which needs
+    bridge netfilter (built into some kernels, the ``br_netfilter`` module on stock Debian)."""
+    if Path("/proc/sys/net/bridge").is_dir():
+        return
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    if not Path("/proc/sys/net/bridge").is_dir():
+        raise ToolMissingError("bridge netfilter is not available in this kernel",
+                               command="modprobe br_netfilter",
+                               stderr="hint: load the br_netfilter module (apt-get install kmod; "
+                                      "modprobe br_netfilter)")
