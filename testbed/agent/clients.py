@@ -104,12 +104,26 @@ async def benign_request(egress: Egress, address: str, port: int, proto: str, ki
     except (OSError, TimeoutError) as err:
         return ClientResult(classify_connect_error(err, time.monotonic() - started, on_link),
                             time.monotonic() - started)
+    received = await exchange(reader, writer, request, check,
+                              deadline=started + timeout)
+    return ClientResult("ok" if check(received) else "failed", time.monotonic() - started,
+                        len(received))
+
+
+MAX_REPLY_BYTES = 16384
+"""A client stops reading after this much: every mock reply is far shorter."""
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes,
+                   answered: Callable[[bytes], object], *, deadline: float) -> bytes:
+    """Send ``request``, read until ``answered(received)`` is truthy, the peer closes, the
+    deadline (monotonic) passes or the reply gets too long; close the connection; never raises
+    for network errors. Returns what was received."""
     received = b""
     try:
         if request:
             writer.write(request)
-        deadline = started + timeout
-        while not check(received) and len(received) < 16384:
+        while not answered(received) and len(received) < MAX_REPLY_BYTES:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -121,8 +135,7 @@ async def benign_request(egress: Egress, address: str, port: int, proto: str, ki
         pass
     finally:
         writer.close()
-    return ClientResult("ok" if check(received) else "failed", time.monotonic() - started,
-                        len(received))
+    return received
 
 
 async def tcp_connect_only(egress: Egress, address: str, port: int, *, timeout: float,

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from testbed.agent.benign import run_backup, run_scanner, run_user
 from testbed.agent.brain import Brain, Observation, Probe, WormView, arm_names
-from testbed.agent.clients import benign_request
+from testbed.agent.clients import benign_request, exchange
 from testbed.agent.config import AgentConfig, ServiceConfig
 from testbed.agent.events import TECHNIQUES, EventLog
 from testbed.agent.guards import Egress, RateCap, RefusedDestination, classify_connect_error
@@ -360,25 +360,9 @@ class Agent:
                                                         worm.connect_timeout_s)
         except (OSError, TimeoutError) as err:
             return classify_connect_error(err, time.monotonic() - started, on_link), False
-        received = b""
-        status: str | None = None
-        try:
-            writer.write(line)
-            deadline = time.monotonic() + worm.reply_timeout_s
-            while status is None and len(received) < 16384:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                chunk = await asyncio.wait_for(reader.read(4096), remaining)
-                if not chunk:
-                    break
-                received += chunk
-                status = parse_reply(received)
-        except (OSError, TimeoutError):
-            pass
-        finally:
-            writer.close()
-        return status or "not-vulnerable", True
+        received = await exchange(reader, writer, line, parse_reply,
+                                  deadline=time.monotonic() + worm.reply_timeout_s)
+        return parse_reply(received) or "not-vulnerable", True
 
     # ---- benign users ---------------------------------------------------------------------
     def _start_benign(self) -> None:
