@@ -130,7 +130,6 @@ class _Parts:
     state_dir: Path | None = None
     configs: dict[str, Path] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Any] = field(default_factory=list)
 
 
 class _Outbreak:
@@ -261,12 +260,13 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
             for host, config_path in configs.items():
                 log_path = state_dir / "hosts" / host / "agent.log"
                 log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = log_path.open("ab")
-                parts.logs.append(log)
                 argv = (argv_for(host, config_path) if callable(argv_for)
                         else agent_command(config_path))
-                parts.processes.append(deployment.spawn(host, argv, stdout=log.fileno(),
-                                                        stderr=log.fileno()))
+                # The agent gets its own copy of the descriptor; closing ours at once keeps the
+                # runner's descriptor count flat however many hosts there are.
+                with log_path.open("ab") as log:
+                    parts.processes.append(deployment.spawn(host, argv, stdout=log.fileno(),
+                                                            stderr=log.fileno()))
             not_ready = _wait_ready(control, state_dir, configs, parts.processes)
             if not_ready:
                 raise RunError(_not_ready_message(state_dir, not_ready))
@@ -335,8 +335,6 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
                     failure = failure or err
                 else:
                     _remove_state(parts.state_dir, run_name)
-                for log in parts.logs:
-                    log.close()
                 timings["teardown_s"] = time.monotonic() - cleanup_start
     if t0 is None and created_run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()  # nothing ran: leave no empty output directory behind

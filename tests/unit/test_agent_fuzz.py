@@ -40,6 +40,12 @@ class Victim:
         self.services = {kind: MockService(ServiceConfig(kind, *DEFAULT_PORTS[kind], "", (VULN,)),
                                            self.handler, b"fuzz") for kind in SERVICE_KINDS}
 
+    def __enter__(self) -> Victim:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.log.close()  # 1,500 hypothesis examples would otherwise hold 1,500 descriptors
+
     def _accept(self, *args: object) -> str:
         self.accepted += 1
         return "infected"
@@ -134,73 +140,74 @@ TOTAL_MESSAGES = 105_000
 
 def test_fuzz_100k_messages_zero_infections_zero_crashes(tmp_path: Path) -> None:
     rng = random.Random(20240501)
-    victim = Victim(tmp_path / "events.jsonl")
-    kinds = list(SERVICE_KINDS)
+    with Victim(tmp_path / "events.jsonl") as victim:
+        kinds = list(SERVICE_KINDS)
 
-    # positive control: the gate does accept fresh valid tokens (so zero below means something)
-    consumed = [valid_line(rng) for _ in range(50)]
-    for line in consumed:
-        victim.deliver(rng.choice(kinds), wrap(line, rng) , rng)
-    assert victim.accepted == 50
-    victim.accepted = 0
-    rejected_before = victim.handler.rejected
+        # positive control: the gate does accept fresh valid tokens (so zero below means something)
+        consumed = [valid_line(rng) for _ in range(50)]
+        for line in consumed:
+            victim.deliver(rng.choice(kinds), wrap(line, rng) , rng)
+        assert victim.accepted == 50
+        victim.accepted = 0
+        rejected_before = victim.handler.rejected
 
-    counts = dict.fromkeys(("random", "lines", "mutated", "forged", "replayed", "misdirected",
-                            "buried"), 0)
-    now_ms = int(time.time() * 1000)
-    for index in range(TOTAL_MESSAGES):
-        kind = kinds[index % len(kinds)]
-        category = rng.choices(list(counts), weights=(28, 10, 25, 15, 10, 8, 4))[0]
-        counts[category] += 1
-        peer = ATTACKER
-        if category == "random":
-            data = rng.randbytes(rng.choice((0, 1, 5, 64, 300, 2000)))
-        elif category == "lines":
-            alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= -"
-            text = "".join(rng.choices(alphabet, k=rng.randint(1, 200)))
-            if rng.random() < 0.3:
-                text = PAYLOAD_MARKER + " " + text
-            data = text.encode() + b"\n"
-        elif category == "mutated":
-            data = wrap(mutate(valid_line(rng), rng), rng)
-        elif category == "forged":
-            data = wrap(forge(rng), rng)
-        elif category == "replayed":
-            data = wrap(rng.choice(consumed), rng)  # re-encoded with a new key: same nonce
-        elif category == "misdirected":
-            variant = rng.randrange(4)
-            if variant == 0:
-                data = wrap(valid_line(rng, target="10.9.0.10"), rng)
-            elif variant == 1:
-                data = wrap(valid_line(rng), rng)
-                peer = "10.9.0.77"  # token made for another sender
-            elif variant == 2:
-                data = wrap(valid_line(rng, issued_ms=now_ms - 61_000 - rng.randrange(10**6)),
-                            rng)
-            else:
-                data = wrap(valid_line(rng, vuln="MOCK-FZ-OTHER"), rng)
-        else:  # a fresh valid token, but not as the connection's first line
-            data = b"HELLO there\r\n" + wrap(valid_line(rng), rng)
-            kind = rng.choice([k for k in kinds if DEFAULT_PORTS[k][1] == "tcp"])
-        victim.deliver(kind, data, rng, peer)
-    victim.log.close()
+        counts = dict.fromkeys(("random", "lines", "mutated", "forged", "replayed", "misdirected",
+                                "buried"), 0)
+        now_ms = int(time.time() * 1000)
+        for index in range(TOTAL_MESSAGES):
+            kind = kinds[index % len(kinds)]
+            category = rng.choices(list(counts), weights=(28, 10, 25, 15, 10, 8, 4))[0]
+            counts[category] += 1
+            peer = ATTACKER
+            if category == "random":
+                data = rng.randbytes(rng.choice((0, 1, 5, 64, 300, 2000)))
+            elif category == "lines":
+                alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= -"
+                text = "".join(rng.choices(alphabet, k=rng.randint(1, 200)))
+                if rng.random() < 0.3:
+                    text = PAYLOAD_MARKER + " " + text
+                data = text.encode() + b"\n"
+            elif category == "mutated":
+                data = wrap(mutate(valid_line(rng), rng), rng)
+            elif category == "forged":
+                data = wrap(forge(rng), rng)
+            elif category == "replayed":
+                data = wrap(rng.choice(consumed), rng)  # re-encoded with a new key: same nonce
+            elif category == "misdirected":
+                variant = rng.randrange(4)
+                if variant == 0:
+                    data = wrap(valid_line(rng, target="10.9.0.10"), rng)
+                elif variant == 1:
+                    data = wrap(valid_line(rng), rng)
+                    peer = "10.9.0.77"  # token made for another sender
+                elif variant == 2:
+                    data = wrap(valid_line(rng, issued_ms=now_ms - 61_000 - rng.randrange(10**6)),
+                                rng)
+                else:
+                    data = wrap(valid_line(rng, vuln="MOCK-FZ-OTHER"), rng)
+            else:  # a fresh valid token, but not as the connection's first line
+                data = b"HELLO there\r\n" + wrap(valid_line(rng), rng)
+                kind = rng.choice([k for k in kinds if DEFAULT_PORTS[k][1] == "tcp"])
+            victim.deliver(kind, data, rng, peer)
+        victim.log.close()
 
-    assert sum(counts.values()) >= 100_000
-    assert all(counts.values())
-    assert victim.accepted == 0
-    # every exploit-shaped message that reached the gate was logged as token-rejected
-    assert victim.handler.rejected - rejected_before >= counts["forged"] + counts["replayed"]
-    logged = (tmp_path / "events.jsonl").read_bytes()
-    for reason in (b"forged", b"replay", b"malformed", b"wrong-target", b"not-vulnerable"):
-        assert b'"reason":"' + reason + b'"' in logged
+        assert sum(counts.values()) >= 100_000
+        assert all(counts.values())
+        assert victim.accepted == 0
+        # every exploit-shaped message that reached the gate was logged as token-rejected
+        assert victim.handler.rejected - rejected_before >= counts["forged"] + counts["replayed"]
+        logged = (tmp_path / "events.jsonl").read_bytes()
+        for reason in (b"forged", b"replay", b"malformed", b"wrong-target", b"not-vulnerable"):
+            assert b'"reason":"' + reason + b'"' in logged
 
 
 def test_patched_host_is_never_infected_by_valid_tokens(tmp_path: Path) -> None:
     rng = random.Random(1)
-    victim = Victim(tmp_path / "events.jsonl", patched=True)
-    for index in range(2000):
-        victim.deliver(SERVICE_KINDS[index % len(SERVICE_KINDS)], wrap(valid_line(rng), rng), rng)
-    assert victim.accepted == 0
+    with Victim(tmp_path / "events.jsonl", patched=True) as victim:
+        for index in range(2000):
+            kind = SERVICE_KINDS[index % len(SERVICE_KINDS)]
+            victim.deliver(kind, wrap(valid_line(rng), rng), rng)
+        assert victim.accepted == 0
 
 
 @pytest.mark.parametrize("kind", SERVICE_KINDS)
@@ -209,26 +216,26 @@ def test_patched_host_is_never_infected_by_valid_tokens(tmp_path: Path) -> None:
 @given(chunks=st.lists(st.binary(max_size=600), max_size=8))
 def test_arbitrary_chunks_never_crash_or_infect(kind: str, chunks: list[bytes],
                                                 tmp_path: Path) -> None:
-    victim = Victim(tmp_path / "events.jsonl")
-    service = victim.services[kind]
-    if service.config.proto == "udp":
-        for chunk in chunks:
-            service.datagram(chunk, ATTACKER)
-    else:
-        connection = service.connection(ATTACKER)
-        connection.greeting()
-        for chunk in chunks:
-            reply, closed = connection.receive(chunk)
-            assert isinstance(reply, bytes)
-            if closed:
-                break
-    assert victim.accepted == 0
+    with Victim(tmp_path / "events.jsonl") as victim:
+        service = victim.services[kind]
+        if service.config.proto == "udp":
+            for chunk in chunks:
+                service.datagram(chunk, ATTACKER)
+        else:
+            connection = service.connection(ATTACKER)
+            connection.greeting()
+            for chunk in chunks:
+                reply, closed = connection.receive(chunk)
+                assert isinstance(reply, bytes)
+                if closed:
+                    break
+        assert victim.accepted == 0
 
 
 def test_base64_lookalikes_decode_safely() -> None:
     rng = random.Random(3)
-    victim = Victim(Path(os.devnull))
-    for _ in range(2000):
-        raw = rng.randbytes(rng.randint(5, 700))
-        victim.deliver("generic", binascii.b2a_base64(raw), rng)
-    assert victim.accepted == 0
+    with Victim(Path(os.devnull)) as victim:
+        for _ in range(2000):
+            raw = rng.randbytes(rng.randint(5, 700))
+            victim.deliver("generic", binascii.b2a_base64(raw), rng)
+        assert victim.accepted == 0

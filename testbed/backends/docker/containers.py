@@ -105,8 +105,10 @@ def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
     state = str(state_dir.resolve())
     # The run directory at the same path inside as outside: agent configs and event logs name
     # host paths, and they stay valid in every container (out of band, never on the network).
-    binds: dict[str, Mapping[str, str]] = {state: {"bind": state, "mode": "rw"},
-             str(package): {"bind": f"{SOURCE_MOUNT}/{package.name}", "mode": "ro"}}
+    binds: dict[str, Mapping[str, str]] = {
+        state: {"bind": state, "mode": "rw"},
+        str(package): {"bind": f"{SOURCE_MOUNT}/{package.name}", "mode": "ro"},
+    }
     specs: list[ContainerSpec] = []
     for node in plan.nodes.values():
         labels = {LABEL_RUN: run_name, LABEL_PREFIX: plan.prefix, LABEL_NODE: node.name,

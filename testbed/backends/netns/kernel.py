@@ -19,9 +19,11 @@ import ctypes.util
 import errno
 import ipaddress
 import os
+import shlex
 import signal
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -519,6 +521,16 @@ def _libnftables() -> _LibNftables:
         return _lib
 
 
+SELECT_SAFE_DESCRIPTORS = 900
+"""Below FD_SETSIZE (1024) with room for the descriptors a context opens."""
+
+
+def _lowest_free_descriptor() -> int:
+    probe = os.open(os.devnull, os.O_RDONLY)
+    os.close(probe)
+    return probe
+
+
 class Nft:
     """A libnftables context bound to one namespace (its netlink socket opens at creation)."""
 
@@ -527,6 +539,14 @@ class Nft:
         self._lib = lib
         self._lock = threading.Lock()
         self.where = netns_path or "(own namespace)"
+        self._netns_path, self._json = netns_path, json
+        # libnftables waits on its netlink socket with select(), which aborts the whole
+        # process when that socket's descriptor is 1024 or above. A process holding that many
+        # descriptors (a huge run) therefore talks to the nft program instead: slower, safe.
+        self._via_program = _lowest_free_descriptor() >= SELECT_SAFE_DESCRIPTORS
+        self._ctx = None
+        if self._via_program:
+            return
         with _nft_context_lock:
             if netns_path is None:
                 self._ctx = lib.nft_ctx_new(0)
@@ -542,6 +562,8 @@ class Nft:
 
     def run(self, text: str) -> str:
         """Run nft commands (a whole ``nft -f`` file is one atomic transaction)."""
+        if self._via_program:
+            return self._run_program(text)
         if not self._ctx:
             raise BackendError("nftables context already closed")
         with self._lock:  # one command at a time per context
@@ -553,6 +575,22 @@ class Nft:
             raise BackendError(f"nftables refused a ruleset in {self.where}",
                                command=f"nft -f - ({first} ...)", stderr=error, exit_status=status)
         return output
+
+    def _run_program(self, text: str) -> str:
+        # A single command goes on the command line: `nft -j -f -` prints no listing.
+        single = "\n" not in text.strip()
+        argv = ["nft", *(["-j"] if self._json else []),
+                *(shlex.split(text) if single else ["-f", "-"])]
+        if self._netns_path is not None:
+            argv = ["nsenter", f"--net={self._netns_path}", *argv]
+        done = subprocess.run(argv, input=text.encode(), capture_output=True, check=False)
+        if done.returncode != 0:
+            first = text.strip().splitlines()[0] if text.strip() else ""
+            raise BackendError(f"nftables refused a ruleset in {self.where}",
+                               command=f"nft -f - ({first} ...)",
+                               stderr=done.stderr.decode(errors="replace"),
+                               exit_status=done.returncode)
+        return done.stdout.decode(errors="replace")
 
     def close(self) -> None:
         if self._ctx:
