@@ -156,6 +156,21 @@ class Ledger:
         return cls.from_json(data)
 
     @classmethod
+    def load_live(cls, run: str, backend: str) -> Ledger:
+        """The ledger of a run of ``backend`` that is up, for attaching to it from another
+        process; a clear error when it belongs to another backend or is not up."""
+        ledger = cls.load(run)
+        if ledger.backend != backend:
+            raise BackendError(f"run {run!r} belongs to the {ledger.backend} backend")
+        if ledger.status != "up":
+            alive = pid_alive(ledger.pid)
+            raise BackendError(
+                f"run {run!r} is not up (status {ledger.status!r}"
+                + (", its deployer is still running)" if alive else
+                   f"; its deployer is gone: remove it with `testbed down {run}`)"))
+        return ledger
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ledger:
         return cls(run=data["run"], backend=data["backend"], status=data.get("status", "?"),
                    created=float(data.get("created", 0.0)), pid=data.get("pid"),

@@ -123,15 +123,7 @@ class DockerBackend(Backend):
         return DockerDeployment(topology, run_name, plan, ledger, client)
 
     def attach(self, run_name: str) -> DockerDeployment:
-        ledger = Ledger.load(run_name)
-        if ledger.backend != BACKEND_NAME:
-            raise BackendError(f"run {run_name!r} belongs to the {ledger.backend} backend")
-        if ledger.status != "up":
-            alive = pid_alive(ledger.pid)
-            raise BackendError(
-                f"run {run_name!r} is not up (status {ledger.status!r}"
-                + (", its deployer is still running)" if alive else
-                   f"; its deployer is gone: remove it with `testbed down {run_name}`)"))
+        ledger = Ledger.load_live(run_name, BACKEND_NAME)
         plan = WiringPlan.from_json(ledger.objects["plan"])
         return DockerDeployment(_load_topology(ledger), run_name, plan, ledger, connect())
 

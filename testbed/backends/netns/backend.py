@@ -211,15 +211,7 @@ class NetnsBackend(Backend):
         return paths
 
     def attach(self, run_name: str) -> NetnsDeployment:
-        ledger = Ledger.load(run_name)
-        if ledger.backend != BACKEND_NAME:
-            raise BackendError(f"run {run_name!r} belongs to the {ledger.backend} backend")
-        if ledger.status != "up":
-            alive = pid_alive(ledger.pid)
-            raise BackendError(
-                f"run {run_name!r} is not up (status {ledger.status!r}"
-                + (", its deployer is still running)" if alive else
-                   f"; its deployer is gone: remove it with `testbed down {run_name}`)"))
+        ledger = Ledger.load_live(run_name, BACKEND_NAME)
         plan = WiringPlan.from_json(ledger.objects["plan"])
         return NetnsDeployment(_load_topology(ledger), run_name, plan, ledger)
 
