@@ -43,6 +43,7 @@ from testbed.backends.netns.backend import (
     NetnsDeployment,
     _destroy_ledger,
     _load_topology,
+    _require_bridge_netfilter,
     _state_to_json,
     _store_topology,
     _write_json,
@@ -92,6 +93,7 @@ class DockerBackend(Backend):
         require_root()
         _libnftables()
         check_run_name(run_name)
+        _require_bridge_netfilter()
         client = connect()
         check_images(client, topology)  # before anything is recorded or made
         plan = WiringPlan.from_topology(topology, NetnsBackend._unique_prefix())
