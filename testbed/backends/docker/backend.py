@@ -41,15 +41,15 @@ from testbed.backends.netns.backend import (
     CONTAINMENT_FILE,
     NetnsBackend,
     NetnsDeployment,
-    _destroy_ledger,
-    _load_topology,
-    _require_bridge_netfilter,
-    _state_to_json,
-    _store_topology,
-    _write_json,
+    containment_to_json,
     deferred_interrupts,
+    destroy_from_ledger,
+    load_ledger_topology,
+    require_bridge_netfilter,
+    store_ledger_topology,
+    write_json,
 )
-from testbed.backends.netns.kernel import _libnftables, create_named_netns, require_root
+from testbed.backends.netns.kernel import create_named_netns, load_libnftables, require_root
 from testbed.backends.netns.plan import WiringPlan
 from testbed.backends.netns.wiring import FABRIC_SYSCTLS, wire
 from testbed.docker.engine import connect
@@ -91,15 +91,15 @@ class DockerBackend(Backend):
     def deploy(self, topology: Topology, run_name: str, *,
                progress: Progress | None = None) -> DockerDeployment:
         require_root()
-        _libnftables()
+        load_libnftables()
         check_run_name(run_name)
-        _require_bridge_netfilter()
+        require_bridge_netfilter()
         client = connect()
         check_images(client, topology)  # before anything is recorded or made
         plan = WiringPlan.from_topology(topology, NetnsBackend._unique_prefix())
         ledger = Ledger.create(run_name, BACKEND_NAME)  # refuses an existing run: outside try
         try:
-            ledger.topology = _store_topology(topology, ledger.directory)
+            ledger.topology = store_ledger_topology(topology, ledger.directory)
             # Recorded before anything is made: destroy() finds the namespaces by name and the
             # containers by their prefix label, whatever the deployer got to.
             ledger.objects = {"plan": plan.to_json(), "namespaces": plan.namespaces,
@@ -109,7 +109,7 @@ class DockerBackend(Backend):
             specs = container_specs(topology, plan, run_name, ledger.directory)
             node_paths = start_containers(client, specs, progress=progress)
             wire(topology, plan, fabric, node_paths, progress=progress)
-            _write_json(ledger.directory / CONTAINMENT_FILE, _state_to_json(ContainmentState()))
+            write_json(ledger.directory / CONTAINMENT_FILE, containment_to_json(ContainmentState()))
             ledger.status = "up"
             ledger.save()
         except BaseException as err:
@@ -127,7 +127,7 @@ class DockerBackend(Backend):
     def attach(self, run_name: str) -> DockerDeployment:
         ledger = Ledger.load_live(run_name, BACKEND_NAME)
         plan = WiringPlan.from_json(ledger.objects["plan"])
-        return DockerDeployment(_load_topology(ledger), run_name, plan, ledger, connect())
+        return DockerDeployment(load_ledger_topology(ledger), run_name, plan, ledger, connect())
 
     def runs(self) -> list[RunInfo]:
         """Runs with a docker ledger, plus runs whose containers outlived their state (after a
@@ -181,7 +181,7 @@ def _destroy_run(client: docker.DockerClient, ledger: Ledger,
     prefix = str(plan.get("prefix", ""))
     if prefix:
         remove_containers(client, prefix, progress=progress)
-    _destroy_ledger(ledger, progress)
+    destroy_from_ledger(ledger, progress)
 
 
 class DockerDeployment(NetnsDeployment):

@@ -18,7 +18,6 @@ Labels on every container::
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,14 +27,9 @@ from typing import TYPE_CHECKING, Any
 import testbed
 from testbed.backends.base import Progress, state_root
 from testbed.backends.netns.kernel import (
-    MS_BIND,
     NETNS_RUN_DIR,
-    _libc,
-    _share_run_dir,
-    entered,
     kill_processes_in,
-    named_netns_path,
-    write_sysctls,
+    name_existing_netns,
 )
 from testbed.backends.netns.plan import WiringPlan
 from testbed.backends.netns.wiring import node_sysctls, parallel
@@ -183,22 +177,9 @@ def _create_and_start(client: docker.DockerClient, spec: ContainerSpec) -> int:
 
 
 def _name_namespace(name: str, pid: int, sysctls: Mapping[str, str]) -> str:
-    """Give the container's network namespace a name (/run/netns/NAME, a bind mount of
-    /proc/PID/ns/net: what ``ip netns attach`` does, without a process), then set its sysctls.
-    The name keeps the namespace alive until teardown unmounts it, like a netns-backend one."""
-    _share_run_dir()
-    path = named_netns_path(name)
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-    except FileExistsError:
-        raise BackendError(f"network namespace {name!r} already exists") from None
-    if _libc.mount(f"/proc/{pid}/ns/net".encode(), path.encode(), b"none", MS_BIND, None) != 0:
-        code = ctypes.get_errno()
-        raise BackendError(f"cannot name the network namespace of container {name}: "
-                           f"{os.strerror(code)}")
-    with entered(path):
-        write_sysctls(sysctls)
-    return path
+    """Name the container's network namespace /run/netns/NAME and set its sysctls; the name
+    keeps it alive until teardown unmounts it, like a netns-backend one."""
+    return name_existing_netns(name, f"/proc/{pid}/ns/net", sysctls)
 
 
 def start_containers(client: docker.DockerClient, specs: list[ContainerSpec], *,

@@ -39,10 +39,10 @@ from testbed.backends.ledger import Ledger, check_run_name, list_ledgers, pid_al
 from testbed.backends.netns.kernel import (
     NETNS_RUN_DIR,
     Nft,
-    _libnftables,
     create_named_netns,
     ensure_neighbour_capacity,
     kill_processes_in,
+    load_libnftables,
     named_netns_path,
     pids_in_netns,
     remove_named_netns,
@@ -60,7 +60,17 @@ from testbed.errors import BackendError, TestbedError, ToolMissingError
 from testbed.model.topology import Topology
 from testbed.policy import Block, ContainmentState
 
-__all__ = ["NetnsBackend", "NetnsDeployment"]
+__all__ = [
+    "NetnsBackend",
+    "NetnsDeployment",
+    "containment_to_json",
+    "deferred_interrupts",
+    "destroy_from_ledger",
+    "load_ledger_topology",
+    "require_bridge_netfilter",
+    "store_ledger_topology",
+    "write_json",
+]
 
 BACKEND_NAME = "netns"
 CONTAINMENT_FILE = "containment.json"
@@ -90,7 +100,7 @@ def deferred_interrupts() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def _state_to_json(state: ContainmentState) -> dict[str, Any]:
+def containment_to_json(state: ContainmentState) -> dict[str, Any]:
     return {"quarantined": sorted(state.quarantined),
             "blocks": [{"source": b.source, "destination": b.destination, "port": b.port,
                         "proto": b.proto} for b in state.blocks],
@@ -103,7 +113,7 @@ def _state_from_json(data: Mapping[str, Any]) -> ContainmentState:
                             {h: float(r) for h, r in dict(data.get("rate_limited", {})).items()})
 
 
-def _store_topology(topology: Topology, directory: Path) -> dict[str, Any]:
+def store_ledger_topology(topology: Topology, directory: Path) -> dict[str, Any]:
     """Keep what attach() needs to rebuild the Topology in another process."""
     record: dict[str, Any] = {"name": topology.name, "hosts": len(topology.hosts),
                               "routers": len(topology.routers), "source": topology.source}
@@ -118,7 +128,7 @@ def _store_topology(topology: Topology, directory: Path) -> dict[str, Any]:
     return record
 
 
-def _load_topology(ledger: Ledger) -> Topology:
+def load_ledger_topology(ledger: Ledger) -> Topology:
     record = ledger.topology
     if "copy" in record:
         from testbed.model import load_topology
@@ -148,16 +158,16 @@ class NetnsBackend(Backend):
     def deploy(self, topology: Topology, run_name: str, *,
                progress: Progress | None = None) -> NetnsDeployment:
         require_root()
-        _libnftables()
+        load_libnftables()
         if shutil.which(NSENTER) is None:
             raise ToolMissingError("nsenter is not installed",
                                    stderr="hint: apt-get install util-linux")
         check_run_name(run_name)
-        _require_bridge_netfilter()
+        require_bridge_netfilter()
         plan = WiringPlan.from_topology(topology, self._unique_prefix())
         ledger = Ledger.create(run_name, BACKEND_NAME)  # refuses an existing run: outside try
         try:
-            ledger.topology = _store_topology(topology, ledger.directory)
+            ledger.topology = store_ledger_topology(topology, ledger.directory)
             # Recorded before anything is created: destroy() can always find every namespace.
             ledger.objects = {"plan": plan.to_json(), "namespaces": plan.namespaces}
             raised = ensure_neighbour_capacity(plan.neighbour_entries_needed())
@@ -168,7 +178,7 @@ class NetnsBackend(Backend):
             wire(topology, plan, paths[plan.fabric_netns],
                  {name: paths[node.netns] for name, node in plan.nodes.items()},
                  progress=progress)
-            _write_json(ledger.directory / CONTAINMENT_FILE, _state_to_json(ContainmentState()))
+            write_json(ledger.directory / CONTAINMENT_FILE, containment_to_json(ContainmentState()))
             ledger.status = "up"
             ledger.save()
         except BaseException as err:
@@ -176,7 +186,7 @@ class NetnsBackend(Backend):
                 with contextlib.suppress(Exception):
                     ledger.status = "failed"
                     ledger.save()
-                _destroy_ledger(ledger)
+                destroy_from_ledger(ledger)
             if isinstance(err, (TestbedError, KeyboardInterrupt, SystemExit)):
                 raise
             raise BackendError(f"deploying run {run_name!r} failed and was rolled back: "
@@ -213,7 +223,7 @@ class NetnsBackend(Backend):
     def attach(self, run_name: str) -> NetnsDeployment:
         ledger = Ledger.load_live(run_name, BACKEND_NAME)
         plan = WiringPlan.from_json(ledger.objects["plan"])
-        return NetnsDeployment(_load_topology(ledger), run_name, plan, ledger)
+        return NetnsDeployment(load_ledger_topology(ledger), run_name, plan, ledger)
 
     def runs(self) -> list[RunInfo]:
         return [RunInfo(name=ledger.run, backend=ledger.backend,
@@ -228,16 +238,16 @@ class NetnsBackend(Backend):
         if ledger.backend != BACKEND_NAME:
             raise BackendError(f"run {run_name!r} belongs to the {ledger.backend} backend")
         with deferred_interrupts():
-            _destroy_ledger(ledger)
+            destroy_from_ledger(ledger)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(temporary, path)
 
 
-def _destroy_ledger(ledger: Ledger, progress: Progress | None = None) -> None:
+def destroy_from_ledger(ledger: Ledger, progress: Progress | None = None) -> None:
     """Remove every namespace the ledger records (and every process inside them), then forget
     the run. Works without the deployer: after ``kill -9`` or a half-finished deployment."""
     names = [str(name) for name in ledger.objects.get("namespaces", [])]
@@ -313,10 +323,10 @@ class NetnsDeployment(Deployment):
                 self._fabric.close()  # a socket inside a namespace would keep it alive
                 self._fabric = None
             if not self.state_dir.is_dir():  # destroyed meanwhile (`testbed down` elsewhere)
-                _destroy_ledger(self._ledger, progress)
+                destroy_from_ledger(self._ledger, progress)
                 return
             with run_lock(self.run_name):
-                _destroy_ledger(self._ledger, progress)
+                destroy_from_ledger(self._ledger, progress)
 
     def _stop_processes(self, grace: float = 1.0) -> None:
         alive = [p for p in self._processes if p.poll() is None]
@@ -404,7 +414,7 @@ class NetnsDeployment(Deployment):
             if text:
                 self._fabric_nft().run(text)
             enforced = time.perf_counter()
-            _write_json(self._state_path(), _state_to_json(state))
+            write_json(self._state_path(), containment_to_json(state))
         return ActionTiming(action, target, enforced - started)
 
     def _check_host(self, host: str) -> None:
@@ -525,7 +535,7 @@ class NetnsDeployment(Deployment):
         return 0
 
 
-def _require_bridge_netfilter() -> None:
+def require_bridge_netfilter() -> None:
     """Blocks and rate limits are enforced statefully on the fabric's bridges, which needs
     bridge netfilter (built into some kernels, the ``br_netfilter`` module on stock Debian)."""
     if Path("/proc/sys/net/bridge").is_dir():

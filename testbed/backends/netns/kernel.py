@@ -39,11 +39,14 @@ __all__ = [
     "ensure_neighbour_capacity",
     "entered",
     "kill_processes_in",
+    "load_libnftables",
+    "name_existing_netns",
     "named_netns_path",
     "netns_identity",
     "pids_in_netns",
     "remove_named_netns",
     "require_root",
+    "share_run_dir",
     "write_sysctls",
 ]
 
@@ -110,7 +113,7 @@ def entered(path: str) -> Iterator[None]:
         os.close(own)
 
 
-def _share_run_dir() -> None:
+def share_run_dir() -> None:
     """Make /run/netns a shared mount point, as ``ip netns add`` does (once per process)."""
     global _run_dir_shared
     with _run_dir_ready:
@@ -142,7 +145,7 @@ def create_named_netns(name: str, sysctls: Mapping[str, str] | None = None) -> s
 
     Runs ``unshare`` in the calling thread, then returns the thread to where it was.
     """
-    _share_run_dir()
+    share_run_dir()
     path = named_netns_path(name)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
@@ -162,6 +165,27 @@ def create_named_netns(name: str, sysctls: Mapping[str, str] | None = None) -> s
             _setns(own)
     finally:
         os.close(own)
+    return path
+
+
+def name_existing_netns(name: str, source: str,
+                        sysctls: Mapping[str, str] | None = None) -> str:
+    """Give an existing network namespace (``source``, e.g. ``/proc/PID/ns/net`` of a
+    container) the name ``/run/netns/<name>``, as ``ip netns attach`` does without a process,
+    and set its sysctls. The name keeps the namespace alive until ``remove_named_netns``."""
+    share_run_dir()
+    path = named_netns_path(name)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        raise BackendError(f"network namespace {name!r} already exists") from None
+    if _libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None) != 0:
+        code = ctypes.get_errno()
+        raise BackendError(f"cannot name the network namespace {source} as {name!r}: "
+                           f"{os.strerror(code)}")
+    if sysctls:
+        with entered(path):
+            write_sysctls(sysctls)
     return path
 
 
@@ -513,7 +537,7 @@ _nft_context_lock = threading.Lock()
 NFT_CTX_OUTPUT_JSON = 1 << 4
 
 
-def _libnftables() -> _LibNftables:
+def load_libnftables() -> _LibNftables:
     global _lib
     with _lib_lock:
         if _lib is None:
@@ -535,7 +559,7 @@ class Nft:
     """A libnftables context bound to one namespace (its netlink socket opens at creation)."""
 
     def __init__(self, netns_path: str | None = None, *, json: bool = False) -> None:
-        lib = _libnftables().lib
+        lib = load_libnftables().lib
         self._lib = lib
         self._lock = threading.Lock()
         self.where = netns_path or "(own namespace)"
