@@ -14,6 +14,8 @@ Who writes what (the wall between ground truth and detection):
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any, Literal, TypedDict
 
 __all__ = ["EVENT_TYPES", "PROBE_OUTCOMES", "ActionRecord", "AlertRecord", "GroundTruthEvent"]
@@ -88,3 +90,17 @@ class ActionRecord(TypedDict, total=False):
     enforced_s: float  # seconds from call to enforcement
     ok: bool
     error: str
+
+
+def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
+    """The records among ``lines``; blank lines and torn ones (a writer killed mid-line) are
+    skipped, since every writer of these files appends whole lines."""
+    records = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

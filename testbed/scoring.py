@@ -28,6 +28,7 @@ from testbed.errors import RunError
 from testbed.model.spec import Tier
 from testbed.model.topology import Host, Topology
 from testbed.policy import Block, ContainmentState, decide_flow
+from testbed.records import parse_json_lines
 
 __all__ = [
     "GRADE_BANDS",
@@ -99,17 +100,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines file; a torn last line (writer killed mid-write) is skipped."""
     if not path.is_file():
         return []
-    records = []
     with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
+        return parse_json_lines(stream)
 
 
 def load_run_records(run_dir: Path, topology: Topology) -> RunRecords:

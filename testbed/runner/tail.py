@@ -7,9 +7,10 @@ manual ``testbed quarantine`` commands from other terminals append to it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from testbed.records import parse_json_lines
 
 __all__ = ["JsonlTail", "MultiTail"]
 
@@ -35,15 +36,7 @@ class JsonlTail:
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()  # b"" when the chunk ended with a newline
-        records = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return parse_json_lines(lines)
 
 
 class MultiTail:

@@ -22,7 +22,6 @@ import pytest
 from testbed.backends import get_backend
 from testbed.backends.docker import DockerDeployment
 from testbed.backends.docker.containers import LABEL_KIND, LABEL_NODE, LABEL_PREFIX, LABEL_RUN
-from testbed.docker import connect
 from testbed.errors import BackendError
 from testbed.model import load_topology
 from testbed.reach import measure_reachability
@@ -30,16 +29,6 @@ from testbed.reach import measure_reachability
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "topologies").glob("*.yaml"))
 MAX_HOSTS = 60
-
-
-@pytest.fixture(scope="module")
-def client():  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("the docker backend needs root")
-    try:
-        return connect(timeout=10)
-    except Exception as err:  # any failure means: no engine here
-        pytest.skip(f"no Docker engine: {err}")
 
 
 @pytest.fixture()

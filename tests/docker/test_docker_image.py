@@ -11,15 +11,7 @@ import sys
 
 import pytest
 
-from testbed.docker import DEFAULT_IMAGE, connect, image_status
-
-
-@pytest.fixture(scope="module")
-def client():  # type: ignore[no-untyped-def]
-    try:
-        return connect(timeout=10)
-    except Exception as err:  # any failure means: no engine here
-        pytest.skip(f"no Docker engine: {err}")
+from testbed.docker import DEFAULT_IMAGE, image_status
 
 
 def run_testbed(*args: str) -> subprocess.CompletedProcess[str]:

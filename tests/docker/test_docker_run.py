@@ -13,22 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from testbed.backends.docker.containers import LABEL_STATE_ROOT
 from testbed.scoring import METRIC_KEYS
-
-
-@pytest.fixture(scope="module")
-def client():  # type: ignore[no-untyped-def]
-    from testbed.docker import connect
-
-    if os.geteuid() != 0:
-        pytest.skip("the docker backend needs root")
-    try:
-        return connect(timeout=10)
-    except Exception as err:  # any failure means: no engine here
-        pytest.skip(f"no Docker engine: {err}")
 
 
 def test_flagship_runs_on_docker(client, tmp_path: Path, repo_root: Path) -> None:  # type: ignore[no-untyped-def]

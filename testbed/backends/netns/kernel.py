@@ -140,17 +140,23 @@ def write_sysctls(values: Mapping[str, str]) -> None:
             raise BackendError(f"cannot set sysctl {key}={value}: {err.strerror}") from None
 
 
-def create_named_netns(name: str, sysctls: Mapping[str, str] | None = None) -> str:
-    """Create ``/run/netns/<name>`` (must not exist) and set its sysctls; return its path.
-
-    Runs ``unshare`` in the calling thread, then returns the thread to where it was.
-    """
+def _claim_netns_name(name: str) -> str:
+    """Create the empty mount point ``/run/netns/<name>``; refuse a name already in use."""
     share_run_dir()
     path = named_netns_path(name)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     except FileExistsError:
         raise BackendError(f"network namespace {name!r} already exists") from None
+    return path
+
+
+def create_named_netns(name: str, sysctls: Mapping[str, str] | None = None) -> str:
+    """Create ``/run/netns/<name>`` (must not exist) and set its sysctls; return its path.
+
+    Runs ``unshare`` in the calling thread, then returns the thread to where it was.
+    """
+    path = _claim_netns_name(name)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if _libc.unshare(CLONE_NEWNET) != 0:
@@ -173,12 +179,7 @@ def name_existing_netns(name: str, source: str,
     """Give an existing network namespace (``source``, e.g. ``/proc/PID/ns/net`` of a
     container) the name ``/run/netns/<name>``, as ``ip netns attach`` does without a process,
     and set its sysctls. The name keeps the namespace alive until ``remove_named_netns``."""
-    share_run_dir()
-    path = named_netns_path(name)
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-    except FileExistsError:
-        raise BackendError(f"network namespace {name!r} already exists") from None
+    path = _claim_netns_name(name)
     if _libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None) != 0:
         code = ctypes.get_errno()
         raise BackendError(f"cannot name the network namespace {source} as {name!r}: "
