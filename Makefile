@@ -28,11 +28,11 @@ install-python:
 demo: install
 	$(DEMO)
 
-## test         install, then ruff + mypy, then the unit, privileged and docker tiers
+## test         install, then ruff + mypy + lint-imports, then the unit, privileged and docker tiers
 test: install
 	@bash scripts/test.sh all
 
-## lint         ruff and mypy
+## lint         ruff, mypy and lint-imports (the layers' import contracts)
 lint: install-python
 	@bash scripts/test.sh lint
 

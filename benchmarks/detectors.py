@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detectors.base import ConnEvent, SensorContext
-from detectors.pipeline import DEFAULT_DETECTORS, DetectorSet
+from testbed.detection import DEFAULT_DETECTORS, DetectorSet
 from testbed.sensor.contacts import ContactTracker
 
 

@@ -73,7 +73,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
-    from testbed.model import load_scenario
+    from testbed.detection import load_scenario
     from testbed.runner import run_scenario
 
     with tempfile.TemporaryDirectory(prefix="testbed-bench-runner-") as scratch:
@@ -92,8 +92,8 @@ def main() -> int:
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     runner_cpu = ((cpu_after.ru_utime - cpu_before.ru_utime)
                   + (cpu_after.ru_stime - cpu_before.ru_stime))
-    scenario_s = float(result.results["run"]["duration_s"])
-    hosts = result.results["run"]["hosts_total"]
+    scenario_s = result.results.run.duration_s
+    hosts = result.results.run.hosts_total
     print(f"hosts                     {hosts}")
     print(f"scenario time             {scenario_s:.1f} s (t0 to stop)")
     print(f"wall time, report incl.   {wall:.1f} s  (goal: <= {args.duration + 15:.0f} s)")
@@ -102,12 +102,12 @@ def main() -> int:
         print(f"  {phase:22s}  {seconds:.2f} s")
     print(f"runner process CPU        {runner_cpu:.1f} s over the whole run "
           f"({100 * runner_cpu / wall:.0f}% of one core)")
-    sensor = result.results["run"].get("sensor", {})
+    sensor = result.results.run.sensor
     print(f"sensor                    {sensor.get('packets', '?')} packets, "
           f"{sensor.get('kernel_drops', '?')} kernel drops")
     results = result.results
-    print(f"outcome                   grade {results['grade']['letter']}, infected "
-          f"{results['infected_total']}, egress {results['safety']['egress_packets']}")
+    print(f"outcome                   grade {results.grade.letter}, infected "
+          f"{results.infected_total}, egress {results.safety.egress_packets}")
     if args.keep:
         print(f"report                    {result.report}")
     return 0

@@ -1,8 +1,9 @@
 """Payload signature: the mock worm's published marker in the first payload bytes.
 
 Owns: the ``signature`` detector. It matches the wire constant a defender would publish as a
-signature (``testbed.agent.protocol.PAYLOAD_MARKER``); encoded exploits carry no fixed bytes,
-so it is blind to them, as a real signature engine would be. Never reads ground truth.
+signature (``testbed.wire.PAYLOAD_MARKER``, the neutral module the agent writes it from); encoded
+exploits carry no fixed bytes, so it is blind to them, as a real signature engine would be. Never
+reads ground truth; imports only the plug-in API and ``testbed.wire``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from detectors.base import Alert, ConnEvent, Detector
-
-try:
-    from testbed.agent.protocol import PAYLOAD_MARKER
-except ImportError:  # pragma: no cover - only while the agent package is missing
-    PAYLOAD_MARKER = "MOCKWORM1-PAYLOAD"
+from testbed.wire import PAYLOAD_MARKER
 
 __all__ = ["SignatureDetector"]
 
@@ -30,7 +27,7 @@ class SignatureDetector(Detector):
     NAME = "signature"
     PARAMETERS: ClassVar[dict[str, Any]] = {"marker": PAYLOAD_MARKER}
     REFERENCES = ("Roesch. Snort: Lightweight Intrusion Detection for Networks. LISA 1999.",
-                  "testbed.agent.protocol.PAYLOAD_MARKER (the mock worm's wire format).")
+                  "testbed.wire.PAYLOAD_MARKER (the mock worm's published wire marker).")
     KINDS = frozenset({"data", "udp"})
     SIGNATURE_ID = 9100006
     CATEGORY = "A Network Trojan was Detected"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Lint and test runner behind `make test`, `make lint`, `make unit|privileged|docker`.
+# Lint is ruff, mypy and lint-imports (the import contracts in pyproject.toml).
 #
 # All tiers run in ONE pytest invocation, so pytest's closing line is the total (CI reads it),
 # with a per-tier table just above it (scripts/pytest_tier_summary.py). Lint failures do not stop
@@ -11,6 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 WHAT=${1:-all}; shift || true
 LINT_PATHS=(testbed detectors tests benchmarks)
+LINT_IMPORTS='import sys; from importlinter.cli import lint_imports_command as run; sys.exit(run())'
 lint_status=0
 
 lint() {
@@ -20,6 +22,10 @@ lint() {
     "$PYTHON" -m ruff check "${paths[@]}" || lint_status=1
     echo "== mypy (packages from pyproject.toml)"
     "$PYTHON" -m mypy || lint_status=1
+    # The import contracts of pyproject.toml [tool.importlinter] (layers, plug-in API, agent,
+    # ground-truth wall): `lint-imports` run by $PYTHON, leaving no cache in the tree.
+    echo "== lint-imports (contracts in pyproject.toml)"
+    "$PYTHON" -c "$LINT_IMPORTS" --no-cache --no-logo || lint_status=1
     if [ "$lint_status" -eq 0 ]; then echo "== lint: ok"; else echo "== lint: FAILED"; fi
 }
 

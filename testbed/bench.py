@@ -4,8 +4,9 @@ and its leaderboard (CSV, Markdown, HTML) with medians and spread (IQR).
 Owns: the bench file format (``BenchSpec``, source of ``testbed schema bench``), expanding it into
 cells (``BenchCell``: one run each, independent of each other so that a later version can run them
 in parallel), deriving each cell's scenario, collecting one row per run, and the leaderboard.
-Must not: score runs (``testbed.scoring``) or run them itself (a ``run_cell`` callable does, by
-default ``testbed.runner.run_scenario``; tests pass a fake).
+It reads each run's typed ``testbed.results.Results``. Must not: score runs (``testbed.scoring``)
+or run them itself (a ``run_cell`` callable does, by default ``testbed.runner.run_scenario``;
+tests pass a fake).
 
 Deriving a cell's scenario from the base one: ``detectors`` is replaced by the set; response rules
 then listen to ``any`` detector (the set's own), unless the bench gives ``response``; the worm
@@ -20,8 +21,7 @@ import dataclasses
 import io
 import json
 import shutil
-import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -31,15 +31,19 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from testbed.detection import load_scenario
 from testbed.errors import Diagnostic, ValidationError
 from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
-from testbed.model.load_scenario import Scenario, load_scenario
+from testbed.model.load_scenario import Scenario
 from testbed.model.scenario_spec import DetectorSpec, ResponseSpec
+from testbed.results import Results
+from testbed.stats import spread
 from testbed.yamlsource import SourceDocument, load_yaml
 
 __all__ = [
     "LEADERBOARD_METRICS",
     "BenchCell",
+    "BenchRow",
     "BenchSpec",
     "LoadedBench",
     "cell_row",
@@ -238,56 +242,76 @@ LEADERBOARD_METRICS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def cell_row(cell: BenchCell, results: dict[str, Any]) -> dict[str, Any]:
+class BenchRow(BaseModel):
+    """One run of the bench, flat (a line of runs.csv and the input of the leaderboard)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenario: str
+    detector_set: str
+    profile: str
+    seed: int
+    grade: str
+    grade_score: float
+    time_to_first_detection_s: float | None
+    time_to_containment_s: float | None
+    contained: bool
+    infected_total: int
+    peak_infected: int
+    value_weighted_loss: float
+    launch_pad_escape: bool
+    crown_jewels_infected: int
+    precision: float | None  # all detectors together
+    recall: float | None
+    benign_hosts_quarantined: int
+    egress_packets: int | None
+
+    def metric(self, key: str) -> float | None:
+        """A LEADERBOARD_METRICS value as a number (None when the run did not measure it)."""
+        value = getattr(self, key)
+        return None if value is None else float(value)
+
+
+def cell_row(cell: BenchCell, results: Results) -> BenchRow:
     """One flat row per run (the per-run CSV and the input of the leaderboard)."""
-    combined = results.get("detectors", {}).get("any", {})
-    return {
-        "scenario": cell.scenario, "detector_set": cell.detector_set, "profile": cell.profile,
-        "seed": cell.seed,
-        "grade": results["grade"]["letter"], "grade_score": results["grade"]["score"],
-        "time_to_first_detection_s": results["time_to_first_detection_s"],
-        "time_to_containment_s": results["time_to_containment_s"],
-        "contained": results["contained"],
-        "infected_total": results["infected_total"],
-        "peak_infected": results["peak_infected"],
-        "value_weighted_loss": results["value_weighted_loss"],
-        "launch_pad_escape": results["launch_pad_escape"]["escaped"],
-        "crown_jewels_infected": len(results["crown_jewels_infected"]),
-        "precision": combined.get("precision"),
-        "recall": combined.get("recall"),
-        "benign_hosts_quarantined": results["collateral"]["benign_hosts_quarantined"],
-        "egress_packets": results["safety"]["egress_packets"],
-    }
+    combined = results.detectors.get("any")
+    return BenchRow(
+        scenario=cell.scenario, detector_set=cell.detector_set, profile=cell.profile,
+        seed=cell.seed,
+        grade=results.grade.letter, grade_score=results.grade.score,
+        time_to_first_detection_s=results.time_to_first_detection_s,
+        time_to_containment_s=results.time_to_containment_s,
+        contained=results.contained,
+        infected_total=results.infected_total,
+        peak_infected=results.peak_infected,
+        value_weighted_loss=results.value_weighted_loss,
+        launch_pad_escape=results.launch_pad_escape.escaped,
+        crown_jewels_infected=len(results.crown_jewels_infected),
+        precision=combined.precision if combined else None,
+        recall=combined.recall if combined else None,
+        benign_hosts_quarantined=results.collateral.benign_hosts_quarantined,
+        egress_packets=results.safety.egress_packets,
+    )
 
 
-def _spread(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Median and interquartile range (inclusive quartiles; 0 for a single value)."""
-    if not values:
-        return None, None
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0], 0.0
-    q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
-    return statistics.median(ordered), q3 - q1
-
-
-def leaderboard(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def leaderboard(rows: Iterable[BenchRow]) -> list[dict[str, Any]]:
     """Rows grouped by (scenario, detector set, profile): median and IQR of each metric, ranked
-    within each scenario by median grade score (higher first), then median infected (lower)."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    within each scenario by median grade score (higher first), then median infected (lower).
+    Entries are JSON-ready (they become leaderboard.csv and bench.json as they are)."""
+    groups: dict[tuple[str, str, str], list[BenchRow]] = {}
     for row in rows:
-        groups.setdefault((row["scenario"], row["detector_set"], row["profile"]), []).append(row)
+        groups.setdefault((row.scenario, row.detector_set, row.profile), []).append(row)
     board = []
     for (scenario, detector_set, profile), members in groups.items():
         entry: dict[str, Any] = {"scenario": scenario, "detector_set": detector_set,
                                  "profile": profile, "runs": len(members),
-                                 "contained": sum(1 for m in members if m["contained"]),
+                                 "contained": sum(1 for m in members if m.contained),
                                  "detected": sum(1 for m in members
-                                                 if m["time_to_first_detection_s"] is not None)}
+                                                 if m.time_to_first_detection_s is not None)}
         for key, _title, _lower in LEADERBOARD_METRICS:
-            values = [float(m[key]) for m in members if m.get(key) is not None]
-            entry[f"{key}_median"], entry[f"{key}_iqr"] = _spread(values)
-            entry[f"{key}_n"] = len(values)
+            summary = spread(v for v in (m.metric(key) for m in members) if v is not None)
+            entry[f"{key}_median"], entry[f"{key}_iqr"] = summary.median, summary.iqr
+            entry[f"{key}_n"] = summary.n
         board.append(entry)
 
     def rank_key(entry: dict[str, Any]) -> tuple[str, float, float]:
@@ -384,44 +408,56 @@ def leaderboard_html(board: list[dict[str, Any]], title: str) -> str:
             + "".join(svg) + "</body></html>\n")
 
 
-def write_leaderboard(out_dir: Path, rows: list[dict[str, Any]], title: str) -> dict[str, Path]:
+def write_leaderboard(out_dir: Path, rows: list[BenchRow], title: str) -> dict[str, Path]:
     """Write runs.csv (one row per run), leaderboard.{csv,md,html} and bench.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board = leaderboard(rows)
     paths = {"runs": out_dir / "runs.csv", "csv": out_dir / "leaderboard.csv",
              "markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
              "json": out_dir / "bench.json"}
+    records = [row.model_dump(mode="json") for row in rows]
     if rows:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(BenchRow.model_fields),
+                                lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(records)
         paths["runs"].write_text(buffer.getvalue(), encoding="utf-8")
     else:
         paths["runs"].write_text("", encoding="utf-8")
     paths["csv"].write_text(leaderboard_csv(board), encoding="utf-8")
     paths["markdown"].write_text(leaderboard_markdown(board, title), encoding="utf-8")
     paths["html"].write_text(leaderboard_html(board, title), encoding="utf-8")
-    paths["json"].write_text(json.dumps({"title": title, "runs": rows, "leaderboard": board},
+    paths["json"].write_text(json.dumps({"title": title, "runs": records, "leaderboard": board},
                                         indent=2) + "\n", encoding="utf-8")
     return paths
 
 
-RunCell = Callable[[Scenario, Path], dict[str, Any]]
+RunCell = Callable[[Scenario, Path], Results]
 
 
-def _run_with_runner(scenario: Scenario, run_dir: Path) -> dict[str, Any]:
+def _run_with_runner(scenario: Scenario, run_dir: Path) -> Results:
     from testbed.runner import run_scenario
 
     return run_scenario(scenario, out_dir=run_dir, live=False,
                         stream=io.StringIO()).results
 
 
+def _finished_results(path: Path) -> Results | None:
+    """A cell's results when it finished (not interrupted) and their shape is current."""
+    try:
+        results = Results.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, pydantic.ValidationError):
+        return None  # not run yet, or by an older version: run it again
+    return None if results.run.interrupted else results
+
+
 def run_bench(bench: LoadedBench, out_dir: Path, *, run_cell: RunCell | None = None,
-              progress: Callable[[int, int, BenchCell, dict[str, Any] | None], None] | None
-              = None) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+              progress: Callable[[int, int, BenchCell, BenchRow | None], None] | None
+              = None) -> tuple[list[BenchRow], dict[str, Path]]:
     """Run every cell one after another (each independent of the others); a cell whose run
-    directory already has results.json is reused, so an interrupted bench resumes."""
+    directory already has a complete results.json of this version is reused, so an interrupted
+    bench resumes."""
     run_cell = run_cell or _run_with_runner
     cells = bench.cells()
     rows = []
@@ -429,10 +465,8 @@ def run_bench(bench: LoadedBench, out_dir: Path, *, run_cell: RunCell | None = N
         if progress is not None:
             progress(index, len(cells), cell, None)
         directory = cell.directory(out_dir)
-        existing = directory / "results.json"
-        results = (json.loads(existing.read_text(encoding="utf-8")) if existing.is_file()
-                   else None)
-        if results is None or results.get("run", {}).get("interrupted"):
+        results = _finished_results(directory / "results.json")
+        if results is None:
             if directory.exists():
                 shutil.rmtree(directory)  # an interrupted run's partial outputs
             results = run_cell(derive_scenario(bench, cell), directory)

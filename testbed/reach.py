@@ -9,8 +9,9 @@ How it stays fast on a few hundred hosts without starting a process per host: a 
 to the network namespace it was created in, so one process opens the listeners inside every
 target's namespace and answers them from one thread, and a couple of prober processes create
 their sockets inside each source's namespace and run thousands of non-blocking connects at once
-(epoll). Needs a deployment that exposes ``netns_path(host)`` (netns; docker via
-``/proc/<pid>/ns/net``). Only addresses of the deployed topology are ever contacted.
+(epoll). Namespaces come from ``Deployment.netns_path(host)`` (every backend has one) and are
+entered with :func:`testbed.kernel.entered`. Only addresses of the deployed topology are ever
+contacted.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.backends.base import Deployment
-from testbed.backends.netns.kernel import entered
 from testbed.errors import BackendError
+from testbed.kernel import entered
 from testbed.model.topology import Topology
 from testbed.policy import Verdict, decide_flow
 
@@ -437,9 +438,7 @@ def measure_reachability(deployment: Deployment, *, timeout: float = 2.0,
                          workers: int | None = None, sources: Iterable[str] | None = None,
                          progress: ReachProgress | None = None) -> ReachReport:
     """Probe every (host, other host's service) pair for real; compare with decide_flow."""
-    netns_path: Callable[[str], str] | None = getattr(deployment, "netns_path", None)
-    if netns_path is None:
-        raise BackendError("this backend does not expose host namespaces; reach needs them")
+    netns_path = deployment.netns_path
     started = time.perf_counter()
     topology = deployment.topology
     probes = plan_probes(topology, sources)

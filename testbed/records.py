@@ -1,4 +1,4 @@
-"""Shapes of the JSON-lines records that cross layers: ground truth, alerts, actions.
+"""Shapes of the JSON-lines records that cross layers: ground truth and alerts; reading JSON lines.
 
 Standard library only (the agent imports it). Times: ``wall`` is epoch seconds (time.time()),
 ``mono`` is CLOCK_MONOTONIC seconds (time.monotonic()), shared by every process on the machine,
@@ -7,18 +7,21 @@ start (``t0`` in the run manifest).
 
 Who writes what (the wall between ground truth and detection):
 - agents write ground truth to ``<state_dir>/hosts/<host>/events.jsonl`` (GroundTruthEvent);
-  only the scorer reads them, never detectors or responders;
+  ``testbed.truth`` is its only reader (for the scorer, the report and the runner), never
+  detectors or responders;
 - detectors emit alerts (Alert, Suricata-EVE compatible) to ``alerts.jsonl``;
-- responders and manual commands write ``actions.jsonl`` (ActionRecord).
+- responders and manual commands write ``actions.jsonl`` (typed: ``testbed.actions.ActionRecord``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-__all__ = ["EVENT_TYPES", "PROBE_OUTCOMES", "ActionRecord", "AlertRecord", "GroundTruthEvent"]
+__all__ = ["EVENT_TYPES", "PROBE_OUTCOMES", "AlertRecord", "GroundTruthEvent",
+           "parse_json_lines", "read_json_lines"]
 
 EVENT_TYPES = ("wake", "probe", "infection", "benign-request", "defence-signal",
                "token-rejected", "stop", "listen", "refused-destination")
@@ -79,19 +82,6 @@ class AlertRecord(TypedDict, total=False):
     evidence: dict[str, Any]
 
 
-class ActionRecord(TypedDict, total=False):
-    mono: float
-    wall: float
-    action: Literal["quarantine", "release", "block", "unblock", "rate-limit"]
-    target: str  # host name (or "src->dst" description for blocks)
-    params: dict[str, Any]
-    # {"detector": ..., "alert_mono": ..., "signature": ...} or {"manual": user}
-    cause: dict[str, Any]
-    enforced_s: float  # seconds from call to enforcement
-    ok: bool
-    error: str
-
-
 def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
     """The records among ``lines``; blank lines and torn ones (a writer killed mid-line) are
     skipped, since every writer of these files appends whole lines."""
@@ -104,3 +94,12 @@ def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (none if it does not exist; a torn last line, from a
+    writer killed mid-write, is skipped)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as stream:
+        return parse_json_lines(stream)

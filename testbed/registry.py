@@ -7,12 +7,12 @@ names and the closest one for a typo.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from testbed.errors import RegistryError
+from testbed.hints import closest
 
 __all__ = ["Registry"]
 
@@ -44,9 +44,8 @@ class Registry(Generic[T]):
         try:
             target = self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=1, cutoff=0.6)
             raise RegistryError(self.kind, name, list(self._entries),
-                                close[0] if close else "") from None
+                                closest(name, self._entries) or "") from None
         if isinstance(target, str):
             module_name, _, attribute = target.partition(":")
             loaded: T = getattr(importlib.import_module(module_name), attribute)

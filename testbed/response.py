@@ -5,8 +5,9 @@ deployment: for every rule whose ``on`` lists the alert's detector (or ``any``) 
 ``min_severity`` admits it (severity 1 is the highest: an alert passes when its severity number
 is at most ``min_severity``), it schedules the rule's action on the alert's source host
 ``delay_s`` seconds after the alert (0 for automation, minutes to rehearse a human in the loop),
-acts once per host and action, and logs every action -- applied or failed -- with its time and
-cause to ``actions.jsonl`` (``testbed.records.ActionRecord``).
+acts once per host and action, and carries each out with ``testbed.actions.execute_action``,
+which logs it -- applied or failed -- with its time and cause to the run's ``ActionLog``
+(``actions.jsonl``; the same log manual commands from other terminals append to).
 
 Must not touch: ground truth (it knows only alerts and the topology's address inventory), and
 addresses outside the topology (an alert about them is ignored, never acted on).
@@ -15,21 +16,28 @@ addresses outside the topology (an alert about them is ignored, never acted on).
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from detectors.base import Alert
-from testbed.backends.base import ActionTiming, Deployment
+from testbed.actions import Action, ActionLog, ActionRecord, ActionTarget, execute_action
 from testbed.errors import TestbedError
 from testbed.model.scenario_spec import ResponseRuleSpec, ResponseSpec
-from testbed.records import ActionRecord
+from testbed.model.topology import Topology
 
-__all__ = ["PlannedAction", "Responder"]
+__all__ = ["PlannedAction", "Responder", "ResponseTarget"]
+
+
+class ResponseTarget(ActionTarget, Protocol):
+    """What the responder acts on: a deployment's containment calls and its topology (to tell
+    which host an alert's address belongs to). A ``backends.base.Deployment``, or the
+    simulator's stand-in."""
+
+    topology: Topology
 
 
 @dataclass(order=True)
@@ -51,11 +59,11 @@ class Responder:
     the alert, not from when ``handle`` was called. ``automation: false`` plans nothing.
     """
 
-    def __init__(self, spec: ResponseSpec, deployment: Deployment, actions_path: Path, *,
+    def __init__(self, spec: ResponseSpec, deployment: ResponseTarget, log: ActionLog | Path, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.spec = spec
         self.deployment = deployment
-        self.actions_path = Path(actions_path)
+        self.log = log if isinstance(log, ActionLog) else ActionLog(log)
         self.clock = clock
         self._planned: list[PlannedAction] = []
         self._decided: set[tuple[str, str]] = set()  # (action, host): planned or done
@@ -123,40 +131,21 @@ class Responder:
 
     def _apply(self, planned: PlannedAction) -> ActionRecord:
         rule, alert = planned.rule, planned.alert
-        params: dict[str, Any] = {"rule": planned.rule_index, "delay_s": rule.delay_s}
-        started_mono, started_wall = self.clock(), time.time()
-        record: ActionRecord = {
-            "mono": started_mono,
-            "wall": started_wall,
-            "action": planned.action,  # type: ignore[typeddict-item]
-            "target": planned.host,
-            "params": params,
-            "cause": {"detector": alert.detector, "alert_mono": alert.time,
-                      "signature": alert.reason, "signature_id": alert.signature_id,
-                      "src_ip": alert.src_ip, "severity": alert.severity},
-        }
-        try:
-            timing: ActionTiming
-            if planned.action == "quarantine":
-                timing = self.deployment.quarantine(planned.host)
-            elif planned.action == "block":
-                params["destination"] = "any"
-                timing = self.deployment.block(planned.host, "any")
-            else:
-                params["per_second"] = rule.rate_per_s
-                timing = self.deployment.rate_limit(planned.host, rule.rate_per_s)
-        except TestbedError as err:
-            record["ok"] = False
-            record["error"] = str(err)
-            record["enforced_s"] = self.clock() - started_mono
+        if planned.action == "quarantine":
+            action = Action(kind="quarantine", target=planned.host)
+        elif planned.action == "block":
+            action = Action(kind="block", target=planned.host, destination="any")
         else:
-            record["ok"] = True
-            record["enforced_s"] = timing.seconds
-        self._log(record)
-        return record
-
-    def _log(self, record: ActionRecord) -> None:
+            action = Action(kind="rate-limit", target=planned.host, per_second=rule.rate_per_s)
+        cause = {"detector": alert.detector, "alert_mono": alert.time,
+                 "signature": alert.reason, "signature_id": alert.signature_id,
+                 "src_ip": alert.src_ip, "severity": alert.severity}
+        try:
+            record = execute_action(self.deployment, action, cause=cause, log=self.log,
+                                    extra_params={"rule": planned.rule_index,
+                                                  "delay_s": rule.delay_s},
+                                    clock=self.clock)
+        except TestbedError as err:  # logged as failed; the run goes on
+            record = err.action_record  # type: ignore[attr-defined]
         self.records.append(record)
-        self.actions_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.actions_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        return record

@@ -1,7 +1,8 @@
 """JSON Schemas of the file formats, generated from the pydantic models and shipped in the package.
 
-Owns: generating ``testbed/schemas/{topology,scenario,profile}.schema.json`` (a unit test fails
-when the shipped files are stale; ``python -m testbed.schema`` rewrites them).
+Owns: generating ``testbed/schemas/<kind>.schema.json`` for the input formats (topology, scenario,
+profile, bench) and the run records (results, manifest); a unit test fails when the shipped files
+are stale; ``python -m testbed.schema`` rewrites them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ def _models() -> dict[str, type[BaseModel]]:
     from testbed.model.profiles import ProfileSpec
     from testbed.model.scenario_spec import ScenarioSpec
     from testbed.model.spec import TopologySpec
+    from testbed.results import Manifest, Results
 
     return {"topology": TopologySpec, "scenario": ScenarioSpec, "profile": ProfileSpec,
-            "bench": BenchSpec}
+            "bench": BenchSpec, "results": Results, "manifest": Manifest}
 
 
-SCHEMA_KINDS = ("topology", "scenario", "profile", "bench")
+SCHEMA_KINDS = ("topology", "scenario", "profile", "bench", "results", "manifest")
 
 
 def generate_schema(kind: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Owns: recognising a file's kind (a scenario has ``worm:`` and ``topology:``, a worm profile has
 ``params:`` and ``imitates``/``description``, a bench file ``scenarios:``/``detector_sets:``, else
-it is a topology) and collecting diagnostics.
+it is a topology) and collecting diagnostics. A scenario's detectors are checked against the
+detector registry (``testbed.detection.scenario_from_document``), as ``testbed run`` checks them.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.detection import scenario_from_document
 from testbed.errors import Diagnostic, ValidationError
-from testbed.model.load_scenario import scenario_from_document
 from testbed.model.load_topology import topology_from_document
 from testbed.yamlsource import load_yaml
 

@@ -11,6 +11,7 @@ and ``make test`` installs and starts what those tiers need, so a skip there hid
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 @pytest.fixture()
 def repo_root() -> Path:
     return REPO
+
+
+def _check_run_directory(run_dir: Path) -> dict[str, object]:
+    """Check that a run's ``results.json`` and ``manifest.json`` validate against the published
+    schemas (``testbed schema results|manifest``) and their typed models; returns the results.
+
+    Every backend's runs are checked with it, so a field one backend writes differently (or
+    forgets) fails its tier's test."""
+    import json
+
+    import jsonschema
+
+    from testbed.results import Manifest, Results
+    from testbed.schema import generate_schema
+
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    jsonschema.validate(results, generate_schema("results"), cls=jsonschema.Draft202012Validator)
+    jsonschema.validate(manifest, generate_schema("manifest"),
+                        cls=jsonschema.Draft202012Validator)
+    Results.model_validate(results)
+    Manifest.model_validate(manifest)
+    return dict(results)
+
+
+@pytest.fixture()
+def check_run_directory() -> Callable[[Path], dict[str, object]]:
+    """``check_run_directory(out)``: the run's results and manifest validate; returns results."""
+    return _check_run_directory

@@ -1,8 +1,8 @@
 """The agent's configuration: one JSON file per host, written by the engine, read by the agent.
 
 Owns: the config format (``FORMAT_VERSION``), its stdlib-only parsing and validation, and the
-paths of the run's out-of-band files. ``testbed.agent_config`` (engine side) builds these objects
-from a scenario and writes them with :func:`dump_config`.
+paths of the run's out-of-band files. ``testbed.runner.agent_configs`` (engine side) builds these
+objects from a scenario and writes them with :func:`dump_config`.
 Must not: import anything outside the standard library, ``testbed.errors`` and ``testbed.records``.
 
 Layout under the run's state directory (shared with ``testbed.agent.control``)::

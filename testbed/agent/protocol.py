@@ -37,6 +37,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from testbed.wire import PAYLOAD_MARKER, PAYLOAD_MARKER_BYTES
+
 __all__ = [
     "MAX_MESSAGE",
     "MAX_WEIGHTS",
@@ -56,10 +58,6 @@ __all__ = [
     "sign",
 ]
 
-PAYLOAD_MARKER = "MOCKWORM1-PAYLOAD"
-"""Fixed ASCII string at the start of every plain exploit message (never in encoded ones, never in
-replies or benign traffic). Signature detectors and Suricata rules match on it."""
-PAYLOAD_MARKER_BYTES = PAYLOAD_MARKER.encode("ascii")
 REPLY_PREFIX = "MOCKREPLY1"
 REPLY_STATUSES = ("infected", "already", "not-vulnerable", "rejected")
 MAX_MESSAGE = 1024

@@ -1,5 +1,10 @@
 """Backends realise a topology: ``netns`` (Linux namespaces, default) and ``docker``.
 
+Both are the one fabric (:mod:`testbed.backends.fabric`: plan, wiring, policy, containment,
+deploy with rollback, one Deployment class) with a different node runtime (``netns``: a bare
+named namespace; ``docker``: a container). The contract is :mod:`testbed.backends.base`; kernel
+calls live in :mod:`testbed.kernel`.
+
 ``BACKENDS.get(name)`` returns the backend class; an unknown name lists the known ones.
 """
 

@@ -1,9 +1,10 @@
 """The backend contract: how a resolved Topology becomes a live, emulated network, and back.
 
-Owns: the abstract ``Backend`` and ``Deployment`` every backend implements (netns, docker), and
-the small value types they exchange (``Tap``, ``ActionTiming``). Runner, sensors, responders and
-the CLI talk to deployments only through this contract; ``tests/`` check every registered backend
-against it.
+Owns: the abstract ``Backend`` and ``Deployment`` every backend implements (netns and docker,
+both through :mod:`testbed.backends.fabric`), and the small value types they exchange
+(``ActionTiming``, ``RunInfo``; ``Tap`` lives in :mod:`testbed.taps`). Runner, sensors,
+responders, reach and the CLI talk to deployments only through this contract: every capability
+is a method here, so nobody probes a deployment with ``getattr``.
 
 A Deployment is a context manager: leaving the ``with`` block tears everything down, also on an
 exception or Ctrl-C. Every kernel object or container is recorded in a ledger under the run's state
@@ -23,6 +24,7 @@ from types import TracebackType
 
 from testbed.model.topology import Topology
 from testbed.policy import ContainmentState
+from testbed.taps import Tap
 
 __all__ = [
     "ActionTiming",
@@ -44,17 +46,6 @@ def state_root() -> Path:
     Tests point this elsewhere so that ``down --all`` in one test cannot touch another's runs.
     """
     return Path(os.environ.get("TESTBED_STATE_DIR", "/run/testbed"))
-
-
-@dataclass(frozen=True)
-class Tap:
-    """An interface a sensor must listen on to see a segment's or router's traffic."""
-
-    name: str  # e.g. "segment:office" or "router:core-fw:office"
-    interface: str  # kernel interface name
-    netns: str | None  # network namespace it lives in (None: the caller's own, e.g. docker)
-    segment: str  # the segment whose traffic it carries
-    kind: str  # "segment" (a bridge) or "router" (a router interface)
 
 
 @dataclass(frozen=True)
@@ -103,6 +94,20 @@ class Deployment(ABC):
         return self.topology.hosts[host].ip
 
     @abstractmethod
+    def netns_path(self, node: str) -> str:
+        """The network namespace of a host or router (or of ``"fabric"``, where the segment
+        bridges live), as a path to enter (``/run/netns/...``); for reach and sensors."""
+
+    @abstractmethod
+    def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
+        """The command line that runs ``argv`` inside ``host`` interactively (stdin, a
+        terminal): inside the whole node, e.g. its container, not only its network."""
+
+    @abstractmethod
+    def agent_argv(self, host: str, config_path: Path) -> list[str]:
+        """The argv to ``spawn`` in ``host`` that starts its agent with that config file."""
+
+    @abstractmethod
     def run(self, host: str, argv: Sequence[str], *, timeout: float = 30.0,
             check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run a command inside ``host`` (a host or router name) and wait for it."""
@@ -135,6 +140,10 @@ class Deployment(ABC):
     @abstractmethod
     def rate_limit(self, host: str, per_second: float) -> ActionTiming:
         """Limit new outbound flows of ``host`` to ``per_second``."""
+
+    @abstractmethod
+    def remove_rate_limit(self, host: str) -> ActionTiming:
+        """Undo ``rate_limit``."""
 
     @abstractmethod
     def containment(self) -> ContainmentState:

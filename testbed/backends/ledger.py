@@ -37,6 +37,7 @@ from typing import Any
 
 from testbed.backends.base import state_root
 from testbed.errors import BackendError, RunNotFoundError
+from testbed.files import write_json_atomically
 
 __all__ = [
     "LEDGER_FILE",
@@ -78,20 +79,6 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 @dataclass
@@ -183,7 +170,7 @@ class Ledger:
                 "objects": self.objects}
 
     def save(self) -> None:
-        _write_atomically(self.path, json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
+        write_json_atomically(self.path, self.to_json())
 
     def remove(self) -> None:
         """Forget the run: delete the ledger and backend files; keep agent logs and records.

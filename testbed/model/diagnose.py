@@ -6,7 +6,6 @@ message, and a hint (the closest valid key or value for a typo).
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -14,28 +13,10 @@ import pydantic
 from pydantic_core import ErrorDetails
 
 from testbed.errors import Diagnostic
+from testbed.hints import closest, did_you_mean
 from testbed.yamlsource import KeyPath, SourceDocument
 
 __all__ = ["closest", "diagnostics_from_pydantic", "did_you_mean"]
-
-
-def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    matches = difflib.get_close_matches(str(word), sorted(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str],
-                 kind: str = "") -> str:
-    """A hint for an unknown name: the closest candidate, or the list when it is short."""
-    match = closest(word, candidates)
-    if match:
-        return f"did you mean {match!r}?"
-    names = sorted(candidates)
-    if not names:
-        return f"no {kind or 'names'} are defined" if kind else ""
-    if len(names) <= 8:
-        return f"known {kind or 'names'}: {', '.join(names)}"
-    return f"known {kind or 'names'} include {', '.join(names[:8])}, ..."
 
 
 def _resolve_ref(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:

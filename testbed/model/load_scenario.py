@@ -1,16 +1,24 @@
 """Load and validate a scenario file together with the topology it names.
 
 Owns: cross-references between a scenario and its topology (hosts, groups, segments), the worm
-profile catalog and the detector registry. Reports every problem, located in the file it is in.
+profile catalog, and the scenario's detectors against a ``DetectorCatalog`` the caller passes.
+Reports every problem, located in the file it is in.
+
+Must not import the detector plug-ins or their registry: the model is the engine's bottom layer
+(an import contract in pyproject.toml enforces it). The engine passes the registry's catalog:
+``testbed.detection.load_scenario`` is this loader with ``detectors=REGISTERED_DETECTORS``, and is
+what ``testbed run``, ``testbed validate`` and the bench call. Without a catalog, detector names
+and parameters are not checked here (only duplicates and the response rules' references are).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 
@@ -23,7 +31,20 @@ from testbed.model.spec import SERVICE_KINDS
 from testbed.model.topology import Topology
 from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
 
-__all__ = ["Scenario", "load_scenario", "scenario_from_document"]
+__all__ = ["DetectorCatalog", "Scenario", "load_scenario", "scenario_from_document"]
+
+
+class DetectorCatalog(Protocol):
+    """The detectors a scenario may name, as the loader needs to know them."""
+
+    def names(self) -> Collection[str]:
+        """Every known detector name."""
+        ...
+
+    def parameters(self, name: str) -> Mapping[str, Any]:
+        """The default parameters of a known detector (``ImportError`` or ``RegistryError`` when
+        its plug-in cannot be loaded)."""
+        ...
 
 
 @lru_cache(maxsize=1)
@@ -75,12 +96,19 @@ def expand_hosts(topology: Topology, names: list[str]) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
-def load_scenario(path: str | Path, *, display_name: str | None = None) -> Scenario:
+def load_scenario(path: str | Path, *, display_name: str | None = None,
+                  detectors: DetectorCatalog | None = None) -> Scenario:
+    """The scenario at ``path``; ``ValidationError`` listing every problem.
+
+    ``detectors``: what the scenario's detector names and parameters are checked against (see
+    the module docstring; ``testbed.detection.load_scenario`` passes the registry's).
+    """
     document = load_yaml(path, display_name=display_name)
-    return scenario_from_document(document, Path(path))
+    return scenario_from_document(document, Path(path), detectors=detectors)
 
 
-def scenario_from_document(document: SourceDocument, real_path: Path) -> Scenario:
+def scenario_from_document(document: SourceDocument, real_path: Path, *,
+                           detectors: DetectorCatalog | None = None) -> Scenario:
     try:
         spec = ScenarioSpec.model_validate(document.data)
     except pydantic.ValidationError as err:
@@ -101,14 +129,14 @@ def scenario_from_document(document: SourceDocument, real_path: Path) -> Scenari
                                                   f"({count} error{'s' if count != 1 else ''})",
                                    hint=f"run: testbed validate {topology_shown}")
         raise ValidationError([*err.diagnostics, note]) from None
-    problems = _cross_check(spec, topology, document)
+    problems = _cross_check(spec, topology, document, detectors)
     if problems:
         raise ValidationError(problems)
     return Scenario(spec, topology, real_path, topology_real)
 
 
-def _cross_check(spec: ScenarioSpec, topology: Topology,
-                 document: SourceDocument) -> list[Diagnostic]:
+def _cross_check(spec: ScenarioSpec, topology: Topology, document: SourceDocument,
+                 catalog: DetectorCatalog | None) -> list[Diagnostic]:
     problems: list[Diagnostic] = []
 
     def error(path: KeyPath, message: str, hint: str = "", at_key: bool = False) -> None:
@@ -149,22 +177,21 @@ def _cross_check(spec: ScenarioSpec, topology: Topology,
     check_names(("monitoring", "segments"), spec.monitoring.segments,
                 set(topology.segments) | {"any"}, "segment")
 
-    from detectors.registry import DETECTORS, detector_parameters
-
+    known_detectors = set(catalog.names()) if catalog is not None else None
     seen: set[str] = set()
     for index, detector in enumerate(spec.detectors):
         path: KeyPath = ("detectors", index, "name")
-        if detector.name not in DETECTORS:
+        if known_detectors is not None and detector.name not in known_detectors:
             error(path, f"unknown detector {detector.name!r}",
-                  hint=did_you_mean(detector.name, set(DETECTORS.names()), "detectors"))
+                  hint=did_you_mean(detector.name, known_detectors, "detectors"))
             continue
         if detector.name in seen:
             error(path, f"detector {detector.name!r} is listed twice")
         seen.add(detector.name)
-        if not detector.params:
+        if not detector.params or catalog is None:
             continue
         try:
-            defaults = detector_parameters(detector.name)
+            defaults = catalog.parameters(detector.name)
         except (ImportError, RegistryError) as err:
             error(path, f"detector {detector.name!r} cannot be loaded: {err}")
             continue

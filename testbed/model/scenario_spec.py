@@ -1,7 +1,9 @@
 """The scenario file format: the outbreak, the defence and the run. Source of the scenario schema.
 
 Owns: keys, types, defaults and descriptions of a scenario YAML. Cross-references (hosts exist in
-the topology, detectors and worm profiles exist) are checked in ``testbed.model.load_scenario``.
+the topology, worm profiles exist) are checked in ``testbed.model.load_scenario``; detector names
+and parameters through the ``DetectorCatalog`` it is given (``testbed.detection.load_scenario``
+passes the registry), so the model never imports the plug-in registry.
 """
 
 from __future__ import annotations

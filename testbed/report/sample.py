@@ -1,7 +1,8 @@
 """A synthetic, deterministic run (topology + ground truth + alerts + actions) for report previews
 and tests: ``python -m testbed.report.sample OUT.html`` writes a sample report.
 
-Owns: nothing the real pipeline uses; it makes up records in the shapes of testbed/records.py.
+Owns: nothing the real pipeline uses; it makes up records in the shapes of testbed/records.py and
+testbed/actions.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from testbed.actions import parse_action_records
 from testbed.model import load_topology
+from testbed.results import Manifest
 from testbed.scoring import RunRecords
 
 __all__ = ["SAMPLE_TOPOLOGY", "sample_records"]
@@ -89,11 +92,17 @@ def sample_records(*, t0: float = 5000.0, seed: int = 3) -> RunRecords:
                        "type": "benign-request", "role": "user",
                        "outcome": "ok" if ok else "failed"})
     events.sort(key=lambda e: e["mono"])
+    egress = {name: 0 for name in topology.hosts}
+    sensor = {"packets": 18234, "kernel_drops": 0}
+    manifest = Manifest(scenario="sample-outbreak", scenario_path="(sample)",
+                        topology_path="(sample)", run_name="sample-outbreak", backend="netns",
+                        seed=seed, duration_s=45.0, worm_profile="classic",
+                        patient_zero=("old-laptop",), detectors=("trw", "fanout"), t0_mono=t0,
+                        end_mono=t0 + 45.0, egress_counters=egress, sensor_stats=sensor)
     return RunRecords(topology=topology, t0=t0, end=t0 + 45.0, events=events, alerts=alerts,
-                      actions=actions, patient_zero=("old-laptop",), detectors=("trw", "fanout"),
-                      egress_counters={name: 0 for name in topology.hosts},
-                      sensor_stats={"packets": 18234, "kernel_drops": 0},
-                      metadata={"scenario": "sample-outbreak", "seed": seed, "backend": "netns"})
+                      actions=parse_action_records(actions), patient_zero=manifest.patient_zero,
+                      detectors=manifest.detectors, egress_counters=egress, sensor_stats=sensor,
+                      manifest=manifest)
 
 
 def main(argv: list[str]) -> int:

@@ -8,12 +8,13 @@ in Python with networkx. Must not: score anything (``testbed.scoring`` does) or 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Any
 
+from testbed.containment import ContainmentTimeline
 from testbed.model.topology import Topology
-from testbed.scoring import RunRecords, action_effective_time, alert_host
+from testbed.results import Results
+from testbed.scoring import RunRecords, alert_host
 
 __all__ = ["OUTCOME_COLOURS", "TIER_COLOURS", "host_outcomes", "infection_curve", "timeline",
            "topology_map"]
@@ -113,11 +114,10 @@ def _marker_line(frame: _Frame, at: float | None, colour: str, label: str,
             f"fill='{colour}'>{escape(label)}</text>"]
 
 
-def infection_curve(results: Mapping[str, Any], width: int = 1160, height: int = 320) -> str:
+def infection_curve(results: Results, width: int = 1160, height: int = 320) -> str:
     """Cumulative infected hosts over time, stacked by tier, with detection/containment lines."""
-    run = results.get("run", {})
-    duration = float(run.get("duration_s") or 1.0)
-    infections = sorted(results.get("infections", []), key=lambda i: i["time_s"] or 0.0)
+    duration = results.run.duration_s or 1.0
+    infections = sorted(results.infections, key=lambda i: i.time_s or 0.0)
     total = max(1, len(infections))
     frame = _Frame(width, height, duration, max(total, 1) * 1.1, top=30)
     body: list[str] = []
@@ -136,9 +136,9 @@ def infection_curve(results: Mapping[str, Any], width: int = 1160, height: int =
                 "infected hosts</text>")
     # stacked step areas: the tier order puts the most valuable on top
     tiers = list(TIER_COLOURS)
-    times = sorted({0.0, duration, *(float(i["time_s"] or 0.0) for i in infections)})
-    counts = {tier: [sum(1 for i in infections if i["tier"] == tier
-                         and float(i["time_s"] or 0.0) <= t) for t in times] for tier in tiers}
+    times = sorted({0.0, duration, *(i.time_s or 0.0 for i in infections)})
+    counts = {tier: [sum(1 for i in infections if i.tier == tier and (i.time_s or 0.0) <= t)
+                     for t in times] for tier in tiers}
     below = [0] * len(times)
     for tier in tiers:
         above = [b + c for b, c in zip(below, counts[tier], strict=True)]
@@ -156,15 +156,14 @@ def infection_curve(results: Mapping[str, Any], width: int = 1160, height: int =
                     f"{counts[tier][-1]} infected</title></polygon>")
         below = above
     for infection in infections:
-        x = frame.x(float(infection["time_s"] or 0.0))
+        x = frame.x(infection.time_s or 0.0)
         body.append(f"<circle cx='{x:.1f}' cy='{frame.height - frame.bottom}' r='3' "
-                    f"fill='{TIER_COLOURS.get(infection['tier'], '#777')}'>"
-                    f"<title>{escape(infection['host'])} infected at "
-                    f"{_fmt(float(infection['time_s'] or 0.0))} s</title></circle>")
-    body += _marker_line(frame, results.get("first_detection_at_s"), DETECTION_COLOUR,
+                    f"fill='{TIER_COLOURS.get(infection.tier, '#777')}'>"
+                    f"<title>{escape(infection.host)} infected at "
+                    f"{_fmt(infection.time_s or 0.0)} s</title></circle>")
+    body += _marker_line(frame, results.first_detection_at_s, DETECTION_COLOUR,
                          "first detection")
-    body += _marker_line(frame, results.get("contained_at_s"), CONTAINMENT_COLOUR, "contained",
-                         row=1)
+    body += _marker_line(frame, results.contained_at_s, CONTAINMENT_COLOUR, "contained", row=1)
     body += frame.x_axis("seconds since start")
     # legend
     x = frame.left + 8
@@ -176,19 +175,19 @@ def infection_curve(results: Mapping[str, Any], width: int = 1160, height: int =
     return _svg(width, height, body, "infection curve by tier")
 
 
-def timeline(results: Mapping[str, Any], records: RunRecords, width: int = 1160,
+def timeline(results: Results, records: RunRecords, width: int = 1160,
              max_lanes: int = 60) -> str:
     """One lane per host that was infected, accused or acted on: infections, alerts, actions."""
     t0, topology = records.t0, records.topology
-    duration = float(results.get("run", {}).get("duration_s") or 1.0)
+    duration = results.run.duration_s or 1.0
     marks: dict[str, list[tuple[float, str, str]]] = {}  # host -> (time, kind, label)
-    for infection in results.get("infections", []):
-        kind = "wake" if infection.get("patient_zero") else "infection"
-        marks.setdefault(infection["host"], []).append(
-            (float(infection["time_s"] or 0.0), kind,
-             f"{infection['host']} {'woke (patient zero)' if kind == 'wake' else 'infected'}"
-             + (f" by {infection['parent']}" if infection.get("parent") else "")))
-    detectors: list[str] = list(results.get("detectors", {}))
+    for infection in results.infections:
+        kind = "wake" if infection.patient_zero else "infection"
+        marks.setdefault(infection.host, []).append(
+            (infection.time_s or 0.0, kind,
+             f"{infection.host} {'woke (patient zero)' if kind == 'wake' else 'infected'}"
+             + (f" by {infection.parent}" if infection.parent else "")))
+    detectors: list[str] = list(results.detectors)
     for record in records.alerts:
         host = alert_host(record, topology)
         if host is None:
@@ -201,17 +200,16 @@ def timeline(results: Mapping[str, Any], records: RunRecords, width: int = 1160,
             (float(record.get("mono", t0)) - t0, f"alert:{name}",
              f"{name} alert on {host}: {signature}"))
     for action in records.actions:
-        target = str(action.get("target", ""))
-        host = target if target in topology.hosts else str(
-            (action.get("params") or {}).get("source", ""))
+        target = action.target
+        host = target if target in topology.hosts else str(action.params.get("source", ""))
         if host not in topology.hosts:
             continue
-        cause = action.get("cause") or {}
+        cause = action.cause
         who = f"manual ({cause['manual']})" if "manual" in cause else cause.get("detector", "")
-        failed = "" if action.get("ok", True) else " FAILED"
+        failed = "" if action.ok else " FAILED"
         marks.setdefault(host, []).append(
-            (action_effective_time(action) - t0, f"action:{action.get('action')}",
-             f"{action.get('action')} {target} ({who}){failed}"))
+            (action.effective_at - t0, f"action:{action.action}",
+             f"{action.action} {target} ({who}){failed}"))
     lanes = sorted(marks, key=lambda h: min(t for t, _, _ in marks[h]))
     hidden = max(0, len(lanes) - max_lanes)
     lanes = lanes[:max_lanes]
@@ -244,10 +242,9 @@ def timeline(results: Mapping[str, Any], records: RunRecords, width: int = 1160,
                 colour = ACTION_COLOURS.get(kind[7:], "#555")
                 body.append(f"<rect x='{x - 4:.1f}' y='{y + 1:.1f}' width='8' height='8' "
                             f"fill='{colour}' stroke='#333'>{tip}</rect>")
-    body += _marker_line(frame, results.get("first_detection_at_s"), DETECTION_COLOUR,
+    body += _marker_line(frame, results.first_detection_at_s, DETECTION_COLOUR,
                          "first detection")
-    body += _marker_line(frame, results.get("contained_at_s"), CONTAINMENT_COLOUR, "contained",
-                         row=1)
+    body += _marker_line(frame, results.contained_at_s, CONTAINMENT_COLOUR, "contained", row=1)
     body += frame.x_axis("seconds since start")
     legend = [("infection", OUTCOME_COLOURS["infected"], "circle"),
               ("patient zero", OUTCOME_COLOURS["patient-zero"], "circle")]
@@ -276,14 +273,16 @@ def timeline(results: Mapping[str, Any], records: RunRecords, width: int = 1160,
     return _svg(width, height, body, "timeline of infections, alerts and actions")
 
 
-def host_outcomes(results: Mapping[str, Any], records: RunRecords) -> dict[str, str]:
+def host_outcomes(results: Results, records: RunRecords) -> dict[str, str]:
     """Host -> outcome key of OUTCOME_COLOURS, as the run ended."""
     topology = records.topology
-    infected = {i["host"] for i in results.get("infections", [])}
-    patient_zero = set(results.get("run", {}).get("patient_zero", ()))
-    from testbed.scoring import replay_containment
-
-    quarantined = replay_containment(records.actions, until=records.end).quarantined
+    infected = {i.host for i in results.infections}
+    patient_zero = set(results.run.patient_zero)
+    containment = ContainmentTimeline(topology)  # actions only: what was enforced at the end
+    for action in records.actions:
+        containment.act(action)
+    containment.advance(records.end)
+    quarantined = containment.state.quarantined
     outcomes = {}
     for name, host in topology.hosts.items():
         if name in patient_zero:
@@ -328,13 +327,12 @@ def _segment_positions(topology: Topology, start_segments: Sequence[str]
     return {node: (float(xy[0]), float(xy[1])) for node, xy in positions.items()}
 
 
-def topology_map(results: Mapping[str, Any], records: RunRecords, width: int = 1160,
+def topology_map(results: Results, records: RunRecords, width: int = 1160,
                  height: int = 620) -> str:
     """Segments (rounded boxes), routers (diamonds), hosts (dots) coloured by outcome."""
     topology = records.topology
     outcomes = host_outcomes(results, records)
-    start = [topology.hosts[h].segment for h in results.get("run", {}).get("patient_zero", [])
-             if h in topology.hosts]
+    start = [topology.hosts[h].segment for h in results.run.patient_zero if h in topology.hosts]
     positions = _segment_positions(topology, start)
     margin = 100
     xs = [p[0] for p in positions.values()] or [0.0]

@@ -15,27 +15,26 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import mmap
-import os
 import queue
 import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from detectors.base import ConnEvent
-from testbed.backends.base import Tap
 from testbed.errors import BackendError, PrivilegeError
+from testbed.kernel import entered, named_netns_path
 from testbed.sensor.contacts import DEFAULT_CONTACT_TIMEOUT_S, ContactTracker, Deduplicator
 from testbed.sensor.offline import PcapSink
 from testbed.sensor.parse import parse_ethernet
+from testbed.taps import Tap
 
-__all__ = ["DETECTION_FILTER", "RingGeometry", "Sensor", "bpf_program", "netns_entered",
-           "open_tap_socket"]
+__all__ = ["DETECTION_FILTER", "RingGeometry", "Sensor", "bpf_program", "open_tap_socket"]
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -44,7 +43,6 @@ PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 ETH_P_ALL = 3
-CLONE_NEWNET = 0x40000000
 
 # `tcpdump -dd -s SNAPLEN 'arp or (ip and (icmp or udp or
 #     (tcp[tcpflags] & (tcp-syn|tcp-rst|tcp-push) != 0)))'`, Ethernet; the two final `ret`s
@@ -80,43 +78,6 @@ def _attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, i
     buffer = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-
-
-_libc: Any = None
-
-
-@contextlib.contextmanager
-def netns_entered(name: str | None) -> Iterator[None]:
-    """Run the block with the calling thread inside network namespace ``name`` (None: stay).
-
-    Sockets made inside stay bound to that namespace after the thread returns.
-    """
-    global _libc
-    if name is None:
-        yield
-        return
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    target_path = Path("/run/netns") / name
-    try:
-        target = os.open(target_path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise BackendError(f"network namespace {name!r} does not exist ({target_path})") from None
-    except PermissionError:
-        raise PrivilegeError(f"entering network namespace {name!r} needs root") from None
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise PrivilegeError(f"setns into {name!r} failed: {os.strerror(errno)}")
-        try:
-            yield
-        finally:
-            if _libc.setns(original, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
-                raise BackendError("could not return to the original network namespace")
-    finally:
-        os.close(target)
-        os.close(original)
 
 
 TPACKET_V3 = 2
@@ -238,7 +199,8 @@ class Sensor:
         try:
             for tap in self.taps:
                 writes = pcap_writer_for.get(tap.segment) == tap.name
-                with netns_entered(tap.netns):
+                with (entered(named_netns_path(tap.netns)) if tap.netns is not None
+                      else contextlib.nullcontext()):
                     sock, mapped = open_tap_socket(
                         tap.interface, snaplen=self.snaplen, everything=writes,
                         buffer_bytes=self.buffer_bytes, ring=self.ring)

@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def client():  # type: ignore[no-untyped-def]
-    from testbed.docker import connect
+    from testbed.image import connect
 
     if os.geteuid() != 0:
         pytest.skip("the docker backend needs root")

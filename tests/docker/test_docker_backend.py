@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from testbed.backends import get_backend
-from testbed.backends.docker import DockerDeployment
 from testbed.backends.docker.containers import LABEL_KIND, LABEL_NODE, LABEL_PREFIX, LABEL_RUN
+from testbed.backends.fabric import FabricDeployment
 from testbed.errors import BackendError
 from testbed.model import load_topology
 from testbed.reach import measure_reachability
@@ -107,7 +108,7 @@ SMALL = textwrap.dedent("""\
 
 
 @pytest.fixture()
-def small(tmp_path: Path, state_dir: Path) -> Iterator[DockerDeployment]:
+def small(tmp_path: Path, state_dir: Path) -> Iterator[FabricDeployment]:
     path = tmp_path / "small.yaml"
     path.write_text(SMALL)
     deployment = get_backend("docker").deploy(load_topology(path), "dk-small")
@@ -118,14 +119,14 @@ def small(tmp_path: Path, state_dir: Path) -> Iterator[DockerDeployment]:
 
 
 def test_containers_have_limits_labels_mounts_and_no_route_out(client, small) -> None:  # type: ignore[no-untyped-def]
-    laptop = client.api.inspect_container(small.container_of("laptop"))
+    laptop = client.api.inspect_container(small.plan.nodes["laptop"].netns)
     assert laptop["HostConfig"]["NanoCpus"] == 500_000_000
     assert laptop["HostConfig"]["Memory"] == 96 * 2**20
     assert laptop["Config"]["Labels"][LABEL_RUN] == "dk-small"
     mounts = {m["Destination"]: m for m in laptop["Mounts"]}
     assert mounts["/opt/testbed/src/testbed"]["RW"] is False
     assert mounts[str(small.state_dir.resolve())]["RW"] is True
-    files = client.api.inspect_container(small.container_of("files"))
+    files = client.api.inspect_container(small.plan.nodes["files"].netns)
     assert files["HostConfig"]["NanoCpus"] in (0, None) and files["HostConfig"]["Memory"] == 0
 
     for node in ("laptop", "files", "gw"):
@@ -153,6 +154,21 @@ def test_agent_runs_inside_with_the_source_mounted_read_only(small) -> None:  # 
     # The process lived in the container (its own pid namespace), not on the engine's machine.
     pid1 = small.run("laptop", ["cat", "/proc/1/cmdline"]).stdout
     assert pid1.startswith(b"/sbin/docker-init") or pid1.startswith(b"sleep")
+
+
+def test_exec_runs_inside_the_container(small) -> None:  # type: ignore[no-untyped-def]
+    """`testbed exec` on a docker run sees the container, not the machine: its hostname and its
+    own PID 1 (the bug: exec entered only the network namespace)."""
+    hostname = run_testbed("exec", small.run_name, "laptop", "--", "hostname")
+    assert hostname.returncode == 0, hostname.stderr
+    assert hostname.stdout.strip() == "laptop" != socket.gethostname()
+    pid1 = run_testbed("exec", small.run_name, "laptop", "--", "cat", "/proc/1/cmdline")
+    assert pid1.returncode == 0, pid1.stderr
+    container_init = pid1.stdout.split("\0")[0]
+    machine_init = Path("/proc/1/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert container_init in ("/sbin/docker-init", "sleep") and container_init != machine_init
+    status = run_testbed("exec", small.run_name, "files", "--", "sh", "-c", "exit 7")
+    assert status.returncode == 7, status.stderr
 
 
 def test_quarantine_cuts_a_container_off_and_release_restores(small) -> None:  # type: ignore[no-untyped-def]
@@ -234,7 +250,7 @@ def test_down_all_removes_containers_that_outlived_their_state(client, tmp_path:
     deployment = get_backend("docker").deploy(load_topology(path), "dk-orphan")
     prefix = deployment.plan.prefix
     # Simulate the lost state: drop the ledger and namespace names, keep the containers.
-    from testbed.backends.netns.kernel import remove_named_netns
+    from testbed.kernel import remove_named_netns
 
     for name in deployment.plan.namespaces:
         remove_named_netns(name)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from testbed.docker import DEFAULT_IMAGE, image_status
+from testbed.image import DEFAULT_IMAGE, image_status
 
 
 def run_testbed(*args: str) -> subprocess.CompletedProcess[str]:
@@ -22,7 +22,7 @@ def run_testbed(*args: str) -> subprocess.CompletedProcess[str]:
 def test_image_is_current(client) -> None:  # type: ignore[no-untyped-def]
     status = image_status(client)
     assert status.present, "testbed-host:latest missing: run `testbed image build`"
-    assert status.current, "testbed-host:latest is older than testbed/docker/Dockerfile"
+    assert status.current, "testbed-host:latest is older than testbed/image/Dockerfile"
 
 
 def test_image_has_python_iproute2_and_nftables(client) -> None:  # type: ignore[no-untyped-def]

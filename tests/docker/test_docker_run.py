@@ -12,12 +12,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from testbed.backends.docker.containers import LABEL_STATE_ROOT
 from testbed.scoring import METRIC_KEYS
 
 
-def test_flagship_runs_on_docker(client, tmp_path: Path, repo_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_flagship_runs_on_docker(client, tmp_path: Path, repo_root: Path,  # type: ignore[no-untyped-def]
+                                 check_run_directory: Any) -> None:
     state_dir, out = tmp_path / "state", tmp_path / "out"
     state_dir.mkdir()
     completed = subprocess.run(
@@ -27,7 +29,7 @@ def test_flagship_runs_on_docker(client, tmp_path: Path, repo_root: Path) -> Non
         env={**os.environ, "TESTBED_STATE_DIR": str(state_dir)}, capture_output=True,
         timeout=240, check=False)
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    results: Any = check_run_directory(out)
     assert json.loads(completed.stdout) == results
     assert results["run"]["backend"] == "docker"
     assert set(METRIC_KEYS) <= set(results)

@@ -27,9 +27,9 @@ import pytest
 
 from testbed.agent import control
 from testbed.agent.config import write_config
-from testbed.agent_config import agent_command, build_agent_configs
 from testbed.model import Scenario, Topology, load_scenario
 from testbed.policy import decide_flow
+from testbed.runner.agent_configs import agent_command, build_agent_configs
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE_CONNECTED = ("infected", "not-vulnerable", "rejected", "refused", "ok")

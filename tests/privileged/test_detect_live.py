@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from detectors.base import Alert, SensorContext
-from detectors.pipeline import DetectorSet
+from testbed.detection import DetectorSet
 from testbed.model.load_topology import load_topology
 from testbed.model.scenario_spec import ResponseRuleSpec, ResponseSpec
 from testbed.response import Responder
@@ -127,9 +127,9 @@ def test_nmap_syn_scan_is_flagged_and_quarantine_cuts_the_scanner_off(
     assert not [a for a in alerts if a.src_ip != scanner_ip], "only the scanner is flagged"
     assert stats["kernel_drops"] == 0 and stats["duplicates"] > 0  # routed packets deduplicated
     records = responder.records
-    assert [(r["action"], r["target"], r["ok"]) for r in records] == [
+    assert [(r.action, r.target, r.ok) for r in records] == [
         ("quarantine", scanner, True)]
-    assert records[0]["cause"]["detector"] == "fanout"
+    assert records[0].cause["detector"] == "fanout"
     assert actions.read_text().count("\n") == 1
     assert scanner in deployment.containment().quarantined
     assert not can_connect(deployment, scanner, WEB, 8080)  # cut off ...
@@ -139,8 +139,8 @@ def test_nmap_syn_scan_is_flagged_and_quarantine_cuts_the_scanner_off(
 def test_benign_users_raise_no_trw_alert_over_60_s(deployment: Any, tmp_path: Path) -> None:
     """The real agents' benign users (no worm wakes) under TRW, fan-out and CB-CRL for 60 s."""
     from testbed.agent import control
-    from testbed.agent_config import agent_command, write_agent_configs
-    from testbed.model.load_scenario import load_scenario
+    from testbed.detection import load_scenario
+    from testbed.runner.agent_configs import agent_command, write_agent_configs
 
     topology_file = tmp_path / "topology.yaml"
     scenario_file = tmp_path / "benign.yaml"

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from testbed.backends.netns.kernel import entered
+from testbed.kernel import entered
 from testbed.reach import measure_reachability
 
 SOURCES = ["pc-1", "pc-2", "pc-3", "laptop", "fileserver", "db"]

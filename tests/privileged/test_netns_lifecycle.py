@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 
 from testbed.backends import get_backend
+from testbed.backends.fabric import lifecycle, wiring
+from testbed.backends.fabric.plan import new_prefix
 from testbed.backends.ledger import Ledger, list_ledgers
-from testbed.backends.netns import backend as netns_backend
-from testbed.backends.netns import wiring
-from testbed.backends.netns.plan import new_prefix
 from testbed.errors import BackendError, ValidationError
 from testbed.model import load_topology
 
@@ -112,7 +111,7 @@ def test_failed_deployment_rolls_back(
 
     topology = topology_from_document(parse_yaml_text(small_topology, "<small>"))
     prefix = new_prefix()
-    monkeypatch.setattr(netns_backend, "new_prefix", lambda: prefix)
+    monkeypatch.setattr(lifecycle, "new_prefix", lambda: prefix)
     real = wiring.configure_node
     calls = []
 

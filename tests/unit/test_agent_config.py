@@ -10,9 +10,9 @@ import pytest
 
 from testbed.agent import control
 from testbed.agent.config import load_config
-from testbed.agent_config import agent_command, build_agent_configs, write_agent_configs
 from testbed.errors import AgentError, ValidationError
 from testbed.model import load_scenario
+from testbed.runner.agent_configs import agent_command, build_agent_configs, write_agent_configs
 
 TOPOLOGY = """
 name: small

@@ -7,7 +7,6 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +21,9 @@ from testbed.bench import (
 )
 from testbed.errors import ValidationError
 from testbed.model import Scenario
+from testbed.report.sample import sample_records
+from testbed.results import Results
+from testbed.scoring import score
 
 TOPOLOGY = """
 name: bench-net
@@ -64,16 +66,30 @@ duration_s: 12
 """
 
 
+BASE_RESULTS = score(sample_records())  # a complete, valid Results that fake_results varies
+
+
 def fake_results(grade: float, infected: int, detect: float | None, contain: float | None,
-                 precision: float | None = 1.0) -> dict[str, Any]:
-    return {"grade": {"letter": "A" if grade >= 90 else "C", "score": grade},
-            "time_to_first_detection_s": detect, "time_to_containment_s": contain,
-            "contained": contain is not None, "infected_total": infected, "peak_infected": 1,
-            "value_weighted_loss": 5.0 * (infected - 1),
-            "launch_pad_escape": {"escaped": infected > 1}, "crown_jewels_infected": [],
-            "detectors": {"any": {"precision": precision, "recall": 1.0}},
-            "collateral": {"benign_hosts_quarantined": 0}, "safety": {"egress_packets": 0},
-            "run": {}}
+                 precision: float | None = 1.0) -> Results:
+    base = BASE_RESULTS
+    return Results.model_validate({
+        **base.model_dump(),
+        "grade": {"letter": "A" if grade >= 90 else "C", "score": grade, "penalties": {},
+                  "caps": []},
+        "time_to_first_detection_s": detect, "time_to_containment_s": contain,
+        "contained": contain is not None, "infected_total": infected, "peak_infected": 1,
+        "value_weighted_loss": 5.0 * (infected - 1),
+        "launch_pad_escape": {"escaped": infected > 1, "time_s": None, "host": None,
+                              "tier": None},
+        "crown_jewels_infected": [],
+        "detectors": {"any": {**base.detectors["any"].model_dump(), "precision": precision,
+                              "recall": 1.0}},
+        "collateral": {**base.collateral.model_dump(), "benign_hosts_quarantined": 0},
+        "safety": {**base.safety.model_dump(), "egress_packets": 0}})
+
+
+def interrupted_results(results: Results) -> Results:
+    return results.model_copy(update={"run": results.run.model_copy(update={"interrupted": True})})
 
 
 def test_cells_span_the_matrix(tmp_path: Path) -> None:
@@ -156,13 +172,13 @@ def test_run_bench_runs_each_cell_once_and_resumes(tmp_path: Path) -> None:
     bench = load_bench(write_bench(tmp_path, BENCH))
     calls: list[tuple[str, str, int]] = []
 
-    def run_cell(scenario: Scenario, run_dir: Path) -> dict[str, Any]:
+    def run_cell(scenario: Scenario, run_dir: Path) -> Results:
         calls.append((scenario.spec.worm.profile, ",".join(d.name for d in
                                                            scenario.spec.detectors),
                       scenario.spec.seed))
         results = fake_results(95 if scenario.spec.detectors else 30, 1, 1.0, 1.0)
         run_dir.mkdir(parents=True)
-        (run_dir / "results.json").write_text(json.dumps(results))
+        (run_dir / "results.json").write_text(results.to_json())
         return results
 
     out = tmp_path / "out"
@@ -173,10 +189,15 @@ def test_run_bench_runs_each_cell_once_and_resumes(tmp_path: Path) -> None:
     # an interrupted cell is run again; finished ones are reused
     interrupted = BenchCell("bench-scn", tmp_path / "scn.yaml", "fan", "classic", 10)
     (interrupted.directory(out) / "results.json").write_text(
-        json.dumps({**fake_results(0, 1, None, None), "run": {"interrupted": True}}))
+        interrupted_results(fake_results(0, 1, None, None)).to_json())
+    # results of an older version (another shape) are run again too
+    stale = BenchCell("bench-scn", tmp_path / "scn.yaml", "fan", "local-preference", 11)
+    (stale.directory(out) / "results.json").write_text(
+        json.dumps({"results_version": 1, "grade": {"letter": "A", "score": 95}}))
     calls.clear()
     rows, _ = run_bench(bench, out, run_cell=run_cell)
-    assert calls == [("classic", "fanout,darknet", 10)]
+    assert sorted(calls) == [("classic", "fanout,darknet", 10),
+                             ("local-preference", "fanout,darknet", 11)]
     assert len(rows) == 8
     best = leaderboard(rows)[0]
     assert best["detector_set"] == "fan"
@@ -184,7 +205,7 @@ def test_run_bench_runs_each_cell_once_and_resumes(tmp_path: Path) -> None:
 
 def test_shipped_bench_file_loads(repo_root: Path) -> None:
     bench = load_bench(repo_root / "scenarios" / "bench-detectors.yaml")
-    from detectors.pipeline import DEFAULT_DETECTORS
+    from testbed.detection import DEFAULT_DETECTORS
 
     sets = bench.spec.detector_sets or {}
     assert set(DEFAULT_DETECTORS) <= {d.name for specs in sets.values() for d in specs}

@@ -1,10 +1,15 @@
-"""The project's cross-cutting contracts: exception tree, registries, public surface, CLI exits."""
+"""The project's cross-cutting contracts: exception tree, registries, public surface, CLI exits,
+and the import contracts (layers, plug-in API, agent, ground-truth wall) of pyproject.toml."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
 import pkgutil
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +104,47 @@ def test_cli_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("validate", "plan", "run", "down"):
         assert command in out
+
+
+# `lint-imports` with this interpreter's import-linter, as scripts/test.sh runs it.
+LINT_IMPORTS = ("import sys; from importlinter.cli import lint_imports_command as lint_imports; "
+                "sys.exit(lint_imports())")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """The import contracts of ``root/pyproject.toml`` checked on the packages under ``root``."""
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-c", LINT_IMPORTS, "--no-cache", "--no-logo"], cwd=root,
+                          env=environment, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_import_contracts_hold() -> None:
+    """Engine layers, plug-ins only on the plug-in API, agent stdlib-only, and the wall: detection
+    never reaches ground truth (``testbed.truth``) or the scorer."""
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_import_contracts_catch_deliberate_violations(tmp_path: Path) -> None:
+    """The same contracts on a scratch copy with three forbidden imports: each one is named."""
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    for package in ("testbed", "detectors"):
+        shutil.copytree(REPO / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+
+    def append(relative: str, line: str) -> None:
+        with (tmp_path / relative).open("a", encoding="utf-8") as handle:
+            handle.write(f"\n{line}  # deliberate violation\n")
+
+    append("testbed/model/spec.py", "import testbed.cli")  # upward: model -> CLI
+    append("detectors/trw.py", "import testbed.truth")  # a plug-in reading ground truth
+    append("testbed/agent/events.py", "import yaml")  # the agent needing a third-party package
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for broken in ("testbed.model is not allowed to import testbed.cli",
+                   "detectors is not allowed to import testbed.truth",
+                   "detectors.trw is not allowed to import testbed.truth",
+                   "testbed.agent is not allowed to import yaml"):
+        assert broken in result.stdout, result.stdout

@@ -1,7 +1,7 @@
 """Each built-in detector over pcaps the tests generate: one positive and one negative case.
 
 The pcaps go through ``events_from_pcap`` (the same parser and contact tracker as live capture)
-and ``detectors.pipeline.run_offline``.
+and ``testbed.detection.run_offline``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from detectors.base import Alert, SensorContext
-from detectors.pipeline import run_offline
+from testbed.detection import run_offline
 from testbed.model.load_topology import load_topology
 from testbed.sensor.synth import TrafficBuilder
 

@@ -138,8 +138,10 @@ def test_context_never_holds_ground_truth_and_knows_topology(tmp_path) -> None: 
 
 
 def test_shipped_rules_match_the_worm_marker() -> None:
-    from testbed.agent.protocol import PAYLOAD_MARKER
+    from testbed.agent import protocol
+    from testbed.wire import PAYLOAD_MARKER
 
+    assert protocol.PAYLOAD_MARKER is PAYLOAD_MARKER  # one definition, the agent's and the rules'
     rules = (RULES_DIR / "testbed.rules").read_text()
     assert f'content:"{PAYLOAD_MARKER}"' in rules
     sids = [line.split("sid:")[1].split(";")[0] for line in rules.splitlines()

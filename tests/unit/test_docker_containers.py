@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from testbed.backends.docker.backend import _in_container
 from testbed.backends.docker.containers import (
     LABEL_KIND,
     LABEL_NODE,
@@ -18,10 +17,11 @@ from testbed.backends.docker.containers import (
     SOURCE_MOUNT,
     container_specs,
 )
-from testbed.backends.netns.plan import WiringPlan
-from testbed.docker import DEFAULT_IMAGE
-from testbed.docker.image import recipe_digest
+from testbed.backends.docker.runtime import in_container
+from testbed.backends.fabric.plan import WiringPlan
 from testbed.errors import BackendError
+from testbed.image import DEFAULT_IMAGE
+from testbed.image.image import recipe_digest
 from testbed.model import load_topology
 
 TOPOLOGY = textwrap.dedent("""\
@@ -94,11 +94,11 @@ def test_router_forwards_and_hosts_do_not(specs) -> None:  # type: ignore[no-unt
 
 
 def test_engine_python_becomes_container_python() -> None:
-    assert _in_container([sys.executable, "-m", "testbed.agent"]) == [
+    assert in_container([sys.executable, "-m", "testbed.agent"]) == [
         "python3", "-m", "testbed.agent"]
-    assert _in_container(["ip", "addr"]) == ["ip", "addr"]
+    assert in_container(["ip", "addr"]) == ["ip", "addr"]
     with pytest.raises(BackendError):
-        _in_container([])
+        in_container([])
 
 
 def test_recipe_digest_is_stable() -> None:
@@ -111,3 +111,61 @@ def test_images_of_lists_who_runs_what(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(TOPOLOGY)
     assert images_of(load_topology(path)) == {DEFAULT_IMAGE: ["cam", "gw"], "acme/edr:2": ["edr"]}
+
+
+class _DeadEngineApi:
+    """The Docker SDK's low-level API after the engine died: every call fails to connect."""
+
+    def containers(self, **_filters: object) -> list[dict[str, object]]:
+        import requests.exceptions
+        import urllib3.exceptions
+
+        raise requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError(
+            "Connection aborted.", ConnectionRefusedError(111, "Connection refused")))
+
+
+class _DeadEngineClient:
+    api = _DeadEngineApi()
+
+
+def test_engine_death_is_said_in_words_with_the_cleanup_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.backends.docker.runtime import DockerRuntime
+    from testbed.backends.ledger import Ledger
+    from testbed.image import EngineUnavailableError
+
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
+    ledger = Ledger(run="office-7", backend="docker", objects={"plan": {"prefix": "tabcd"}})
+    runtime = DockerRuntime(client=_DeadEngineClient())  # type: ignore[arg-type]
+    with pytest.raises(EngineUnavailableError) as caught:
+        runtime.remove_nodes(ledger)
+    message = str(caught.value)
+    assert "Docker engine is not answering (connection refused)" in message
+    assert "`testbed down office-7`" in message and "`testbed down --all`" in message
+    assert "Connection aborted" not in message  # words, not the transport's tuple
+
+
+def test_a_run_whose_engine_died_keeps_its_ledger_for_a_later_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.backends.docker.runtime import DockerRuntime
+    from testbed.backends.fabric.lifecycle import destroy_run
+    from testbed.backends.ledger import Ledger, list_ledgers
+    from testbed.image import EngineUnavailableError
+
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))
+    ledger = Ledger.create("office-8", "docker")
+    ledger.objects = {"plan": {"prefix": "tabce"}, "namespaces": []}
+    ledger.save()
+    with pytest.raises(EngineUnavailableError, match="testbed down office-8"):
+        destroy_run(DockerRuntime(client=_DeadEngineClient()), ledger)  # type: ignore[arg-type]
+    assert [found.run for found in list_ledgers()] == ["office-8"]
+
+
+def test_other_engine_errors_are_not_mistaken_for_a_dead_engine() -> None:
+    import docker.errors
+
+    from testbed.image import engine_failure
+
+    assert engine_failure(docker.errors.APIError("500 Server Error: no space left")) is None
+    assert engine_failure(ConnectionRefusedError(111, "Connection refused")) == \
+        "connection refused"

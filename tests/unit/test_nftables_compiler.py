@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.backends.nftables import (
+from testbed.backends.fabric.ruleset import (
     EGRESS_COUNTER,
     NftRule,
     _merge_ports,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed.backends.fabric.plan import IFNAMSIZ, WiringPlan, new_prefix
 from testbed.backends.ledger import Ledger, backend_of_run, check_run_name, list_ledgers
-from testbed.backends.netns.kernel import RtnlBatch, split_messages
-from testbed.backends.netns.plan import IFNAMSIZ, WiringPlan, new_prefix
 from testbed.errors import BackendError, RunNotFoundError
+from testbed.kernel import RtnlBatch, split_messages
 from testbed.model.load_topology import topology_from_document
 from testbed.yamlsource import parse_yaml_text
 

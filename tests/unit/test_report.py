@@ -29,8 +29,8 @@ def test_report_shows_headline_numbers(tmp_path: Path) -> None:
     records = sample_records()
     results = score(records)
     html = render_report(results, records)
-    assert f">{results['grade']['letter']}<" in html
-    assert f"{results['infected_total']} / {len(records.topology.hosts)}" in html
+    assert f">{results.grade.letter}<" in html
+    assert f"{results.infected_total} / {len(records.topology.hosts)}" in html
 
 
 def test_report_of_a_quiet_run_renders() -> None:
@@ -47,7 +47,7 @@ def test_names_are_escaped() -> None:
     evil = RunRecords(topology=sample.topology, t0=0.0, end=10.0,
                       alerts=[{"mono": 1.0, "detector": "<script>x</script>",
                                "host": "pc-1", "alert": {"signature": "<b>"}}],
-                      metadata={"scenario": "<img src=x>"})
+                      manifest=sample.manifest.model_copy(update={"scenario": "<img src=x>"}))
     html = render_report(score(evil), evil)
     assert "<script>x" not in html and "<img src=x>" not in html
     assert "&lt;script&gt;" in html

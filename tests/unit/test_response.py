@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from detectors.base import Alert
+from testbed.actions import ActionLog
 from testbed.backends.base import ActionTiming, Deployment, Tap
 from testbed.errors import BackendError
 from testbed.model.load_topology import load_topology
@@ -49,6 +50,9 @@ class FakeDeployment(Deployment):
     def teardown(self, progress: Any = None) -> None: ...
     def run(self, host: str, argv: Any, **kwargs: Any) -> Any: raise NotImplementedError
     def spawn(self, host: str, argv: Any, **kwargs: Any) -> Any: raise NotImplementedError
+    def netns_path(self, node: str) -> str: raise NotImplementedError
+    def exec_argv(self, host: str, argv: Any) -> list[str]: raise NotImplementedError
+    def agent_argv(self, host: str, config_path: Path) -> list[str]: raise NotImplementedError
 
     def quarantine(self, host: str) -> ActionTiming:
         return self._act("quarantine", host)
@@ -66,6 +70,9 @@ class FakeDeployment(Deployment):
 
     def rate_limit(self, host: str, per_second: float) -> ActionTiming:
         return self._act("rate-limit", host, per_second)
+
+    def remove_rate_limit(self, host: str) -> ActionTiming:
+        return self._act("remove-rate-limit", host)
 
     def containment(self) -> ContainmentState:
         raise NotImplementedError
@@ -110,14 +117,15 @@ def test_immediate_quarantine_is_applied_and_logged(deployment: FakeDeployment,
                           actions, clock=clock)
     records = responder.handle(alert())
     assert deployment.calls == [("quarantine", "laptop")]
-    logged = read_actions(actions)
+    logged = ActionLog(actions).read()
     assert logged == records
+    assert len(read_actions(actions)) == 1
     record = logged[0]
-    assert record["action"] == "quarantine" and record["target"] == "laptop"
-    assert record["ok"] is True and record["enforced_s"] == 0.004
-    assert record["mono"] == 100.2
-    assert record["cause"]["detector"] == "trw" and record["cause"]["alert_mono"] == 100.0
-    assert record["cause"]["src_ip"] == "10.9.0.3"
+    assert record.action == "quarantine" and record.target == "laptop"
+    assert record.ok is True and record.enforced_s == 0.004
+    assert record.mono == 100.2
+    assert record.cause["detector"] == "trw" and record.cause["alert_mono"] == 100.0
+    assert record.cause["src_ip"] == "10.9.0.3"
     # Acts once per host and action.
     assert responder.handle(alert(time=101.0)) == []
     assert len(deployment.calls) == 1
@@ -133,7 +141,7 @@ def test_reaction_delay_counts_from_the_alert(deployment: FakeDeployment,
     assert responder.tick(128.9) == [] and deployment.calls == []
     records = responder.tick(129.0)
     assert deployment.calls == [("block", "laptop", "any")]
-    assert records[0]["params"]["delay_s"] == 30 and records[0]["params"]["destination"] == "any"
+    assert records[0].params["delay_s"] == 30 and records[0].params["destination"] == "any"
     assert responder.pending() == []
 
 
@@ -177,6 +185,6 @@ def test_failed_actions_are_logged_with_the_error(deployment: FakeDeployment,
                                ResponseRuleSpec(on=["any"], action="block")])
     responder = Responder(spec, deployment, tmp_path / "a.jsonl", clock=Clock(1e9))
     records = responder.handle(alert())
-    assert [(r["action"], r["ok"]) for r in records] == [("quarantine", False), ("block", True)]
-    assert "quarantine refused" in records[0]["error"]
+    assert [(r.action, r.ok) for r in records] == [("quarantine", False), ("block", True)]
+    assert "quarantine refused" in (records[0].error or "")
     assert len(read_actions(tmp_path / "a.jsonl")) == 2

@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from testbed.cli.main import main
-from testbed.model import Host, Tier, Topology, load_scenario, load_topology
+from testbed.detection import load_scenario  # detectors checked against the registry, as users get
+from testbed.model import Host, Tier, Topology, load_topology
 from testbed.policy import decide_flow
 from testbed.schema import SCHEMA_DIRECTORY, SCHEMA_KINDS, generate_schema, schema_text
 from testbed.yamlsource import load_yaml

@@ -1,11 +1,10 @@
 """The containers of a docker-backend run: what each one is; starting, finding, removing them.
 
 Owns: the container description of every host and router (image, labels, CPU and memory limits,
-mounts), starting containers in parallel with ``network_mode=none`` and giving each one's network
-namespace a name under /run/netns (as ``ip netns attach`` does) so that the shared netns wiring
-can treat it like any other namespace, and removing containers by label (which works without any
-ledger, after ``kill -9`` of the deployer). It does not wire networks: that is
-:mod:`testbed.backends.netns.wiring`, shared with the netns backend.
+mounts), starting one with ``network_mode=none`` and giving its network namespace a name under
+/run/netns (as ``ip netns attach`` does) so that the fabric can wire it like any other namespace,
+and removing containers by label (which works without any ledger, after ``kill -9`` of the
+deployer). It does not wire networks: that is the fabric's (:mod:`testbed.backends.fabric`).
 
 Labels on every container::
 
@@ -18,7 +17,6 @@ Labels on every container::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import testbed
 from testbed.backends.base import Progress, state_root
-from testbed.backends.netns.kernel import (
-    NETNS_RUN_DIR,
-    kill_processes_in,
-    name_existing_netns,
-)
-from testbed.backends.netns.plan import WiringPlan
-from testbed.backends.netns.wiring import node_sysctls, parallel
-from testbed.docker.image import DEFAULT_IMAGE
+from testbed.backends.fabric.plan import NodePlan, WiringPlan
+from testbed.backends.fabric.wiring import node_sysctls, parallel
 from testbed.errors import BackendError
+from testbed.image import DEFAULT_IMAGE, EngineUnavailableError, engine_failure
+from testbed.kernel import kill_processes_in, name_existing_netns, named_netns_path
 from testbed.model.topology import Topology
 
 if TYPE_CHECKING:
@@ -49,11 +43,12 @@ __all__ = [
     "SOURCE_MOUNT",
     "ContainerSpec",
     "check_images",
+    "container_spec",
     "container_specs",
     "images_of",
     "list_testbed_containers",
     "remove_containers",
-    "start_containers",
+    "start_container",
 ]
 
 LABEL_RUN = "org.testbed.run"
@@ -92,9 +87,9 @@ def source_directory() -> Path:
     return Path(testbed.__file__).resolve().parent
 
 
-def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
-                    state_dir: Path) -> list[ContainerSpec]:
-    """Every host and router of ``topology`` as a container description."""
+def container_spec(topology: Topology, plan: WiringPlan, node: NodePlan, run_name: str,
+                   state_dir: Path) -> ContainerSpec:
+    """One host or router of ``topology`` as a container description."""
     package = source_directory()
     state = str(state_dir.resolve())
     # The run directory at the same path inside as outside: agent configs and event logs name
@@ -103,26 +98,30 @@ def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
         state: {"bind": state, "mode": "rw"},
         str(package): {"bind": f"{SOURCE_MOUNT}/{package.name}", "mode": "ro"},
     }
-    specs: list[ContainerSpec] = []
-    for node in plan.nodes.values():
-        labels = {LABEL_RUN: run_name, LABEL_PREFIX: plan.prefix, LABEL_NODE: node.name,
-                  LABEL_KIND: node.kind, LABEL_STATE_ROOT: state_root_label()}
-        environment = {"PYTHONPATH": SOURCE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1",
-                       "PYTHONUNBUFFERED": "1", "TESTBED_RUN": run_name,
-                       "TESTBED_NODE": node.name, "PATH": CONTAINER_PATH}
-        image, nano_cpus, mem_limit = DEFAULT_IMAGE, None, None
-        if node.kind == "host":
-            host = topology.hosts[node.name]
-            image = host.image or DEFAULT_IMAGE
-            if host.cpus is not None:
-                nano_cpus = int(host.cpus * 1e9)
-            if host.memory_mb is not None:
-                mem_limit = f"{host.memory_mb}m"
-        specs.append(ContainerSpec(
-            name=node.netns, node=node.name, kind=node.kind, image=image, labels=labels,
-            binds=binds, environment=environment, nano_cpus=nano_cpus, mem_limit=mem_limit,
-            custom_image=image != DEFAULT_IMAGE, sysctls=node_sysctls(node.kind)))
-    return specs
+    labels = {LABEL_RUN: run_name, LABEL_PREFIX: plan.prefix, LABEL_NODE: node.name,
+              LABEL_KIND: node.kind, LABEL_STATE_ROOT: state_root_label()}
+    environment = {"PYTHONPATH": SOURCE_MOUNT, "PYTHONDONTWRITEBYTECODE": "1",
+                   "PYTHONUNBUFFERED": "1", "TESTBED_RUN": run_name,
+                   "TESTBED_NODE": node.name, "PATH": CONTAINER_PATH}
+    image, nano_cpus, mem_limit = DEFAULT_IMAGE, None, None
+    if node.kind == "host":
+        host = topology.hosts[node.name]
+        image = host.image or DEFAULT_IMAGE
+        if host.cpus is not None:
+            nano_cpus = int(host.cpus * 1e9)
+        if host.memory_mb is not None:
+            mem_limit = f"{host.memory_mb}m"
+    return ContainerSpec(
+        name=node.netns, node=node.name, kind=node.kind, image=image, labels=labels,
+        binds=binds, environment=environment, nano_cpus=nano_cpus, mem_limit=mem_limit,
+        custom_image=image != DEFAULT_IMAGE, sysctls=node_sysctls(node.kind))
+
+
+def container_specs(topology: Topology, plan: WiringPlan, run_name: str,
+                    state_dir: Path) -> list[ContainerSpec]:
+    """Every host and router of ``topology`` as a container description."""
+    return [container_spec(topology, plan, node, run_name, state_dir)
+            for node in plan.nodes.values()]
 
 
 def images_of(topology: Topology) -> dict[str, list[str]]:
@@ -176,29 +175,18 @@ def _create_and_start(client: docker.DockerClient, spec: ContainerSpec) -> int:
     return pid
 
 
-def _name_namespace(name: str, pid: int, sysctls: Mapping[str, str]) -> str:
-    """Name the container's network namespace /run/netns/NAME and set its sysctls; the name
-    keeps it alive until teardown unmounts it, like a netns-backend one."""
-    return name_existing_netns(name, f"/proc/{pid}/ns/net", sysctls)
-
-
-def start_containers(client: docker.DockerClient, specs: list[ContainerSpec], *,
-                     progress: Progress | None = None) -> dict[str, str]:
-    """Start every container (in parallel) and name its namespace; node -> namespace path."""
+def start_container(client: docker.DockerClient, spec: ContainerSpec) -> str:
+    """Start the container and name its network namespace /run/netns/NAME (with its sysctls
+    set); return that path. The name keeps the namespace alive until the fabric removes it, as
+    with a netns node."""
     import docker.errors
 
-    paths: dict[str, str] = {}
-
-    def start(spec: ContainerSpec) -> None:
-        try:
-            pid = _create_and_start(client, spec)
-        except docker.errors.DockerException as err:
-            raise BackendError(f"cannot start the container of {spec.node} ({spec.image}): "
-                               f"{err}") from err
-        paths[spec.node] = _name_namespace(spec.name, pid, spec.sysctls)
-
-    parallel(specs, start, stage="containers", progress=progress)
-    return paths
+    try:
+        pid = _create_and_start(client, spec)
+    except docker.errors.DockerException as err:
+        raise BackendError(f"cannot start the container of {spec.node} ({spec.image}): "
+                           f"{err}") from err
+    return name_existing_netns(spec.name, f"/proc/{pid}/ns/net", spec.sysctls)
 
 
 def list_testbed_containers(client: docker.DockerClient,
@@ -212,6 +200,10 @@ def list_testbed_containers(client: docker.DockerClient,
     try:
         return list(client.api.containers(all=True, filters={"label": filters}))
     except Exception as err:
+        reason = engine_failure(err)
+        if reason is not None:
+            raise EngineUnavailableError(f"the Docker engine is not answering ({reason})",
+                                         reason=reason) from err
         raise BackendError(f"cannot list containers: {err}") from err
 
 
@@ -221,10 +213,10 @@ def remove_containers(client: docker.DockerClient, prefix: str, *,
     import docker.errors
 
     found = list_testbed_containers(client, prefix=prefix)
-    failures: list[str] = []
+    failures: list[tuple[str, Exception]] = []
     # SIGKILL every process of the run first (found through the named namespaces): the engine
     # then only has to delete exited containers, several times faster than stopping them.
-    kill_processes_in(os.path.join(NETNS_RUN_DIR, str(c["Names"][0]).lstrip("/"))
+    kill_processes_in(named_netns_path(str(c["Names"][0]).lstrip("/"))
                       for c in found if c.get("Names"))
 
     def remove(container: dict[str, Any]) -> None:
@@ -232,10 +224,16 @@ def remove_containers(client: docker.DockerClient, prefix: str, *,
             client.api.remove_container(container["Id"], force=True, v=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.DockerException as err:
-            failures.append(f"{container.get('Names')}: {err}")
+        except Exception as err:  # the SDK lets the transport's errors through
+            failures.append((str(container.get("Names")), err))
 
     parallel(found, remove, stage="containers-down", progress=progress)
+    for _name, err in failures:
+        reason = engine_failure(err)
+        if reason is not None:
+            raise EngineUnavailableError(f"the Docker engine is not answering ({reason})",
+                                         reason=reason) from err
     if failures:
-        raise BackendError("could not remove containers: " + "; ".join(failures[:3]))
+        raise BackendError("could not remove containers: "
+                           + "; ".join(f"{name}: {err}" for name, err in failures[:3]))
     return len(found)

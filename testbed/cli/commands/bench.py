@@ -11,7 +11,6 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 NAME = "bench"
 HELP = "Run a benchmark matrix and write a leaderboard"
@@ -28,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from testbed.bench import BenchCell, leaderboard, load_bench, run_bench
+    from testbed.bench import BenchCell, BenchRow, leaderboard, load_bench, run_bench
 
     bench = load_bench(args.bench)
     cells = bench.cells()
@@ -40,15 +39,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / (f"bench-{bench.spec.name}-"
                                       f"{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
-    def progress(done: int, total: int, cell: BenchCell, row: dict[str, Any] | None) -> None:
+    def progress(done: int, total: int, cell: BenchCell, row: BenchRow | None) -> None:
         label = f"[{done if row else done + 1}/{total}] {cell.scenario} / {cell.detector_set} / " \
                 f"{cell.profile} / seed {cell.seed}"
         if row is None:
             sys.stderr.write(f"{label} ...\n")
         else:
-            sys.stderr.write(f"{label}: grade {row['grade']}, infected {row['infected_total']}, "
-                             f"detect {row['time_to_first_detection_s']}, contain "
-                             f"{row['time_to_containment_s']}\n")
+            sys.stderr.write(f"{label}: grade {row.grade}, infected {row.infected_total}, "
+                             f"detect {row.time_to_first_detection_s}, contain "
+                             f"{row.time_to_containment_s}\n")
         sys.stderr.flush()
 
     rows, paths = run_bench(bench, out, progress=progress)

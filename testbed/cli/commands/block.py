@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from testbed.actions import Action
 from testbed.cli.commands.quarantine import add_common, report
 
 NAME = "block"
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.port is not None and not 1 <= args.port <= 65535:
         raise SystemExit("testbed block: error: --port must be 1..65535")
-    record = manual_action(args.run, "unblock" if args.undo else "block", args.source,
-                           destination=args.destination, port=args.port, proto=args.proto,
-                           backend=args.backend, user=args.user)
+    action = Action(kind="unblock" if args.undo else "block", target=args.source,
+                    destination=args.destination, port=args.port, proto=args.proto)
+    record = manual_action(args.run, action, backend=args.backend, user=args.user)
     return report(args, record)

@@ -3,7 +3,7 @@
 Owns: the command line of offline detection: which detectors, parameter overrides, an optional
 topology that gives the operator's inventory (host names, unused addresses for ``darknet``), and
 the output (a table, or EVE-style JSON lines with ``--json``). The work is
-``detectors.pipeline.run_offline``.
+``testbed.detection.run_offline``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from detectors.base import SensorContext
-from detectors.pipeline import DEFAULT_DETECTORS, run_offline
 from detectors.registry import detector_names
+from testbed.detection import DEFAULT_DETECTORS, run_offline
 from testbed.errors import Diagnostic, InputError
 from testbed.model.scenario_spec import DetectorSpec
 

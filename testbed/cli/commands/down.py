@@ -1,7 +1,10 @@
 """`testbed down RUN... | --all`: remove runs, from their ledgers, even if their deployer died.
 
 Owns: the ``down`` subcommand. Only runs recorded under the state root
-(``$TESTBED_STATE_DIR`` or /run/testbed) are touched; nothing else on the machine.
+(``$TESTBED_STATE_DIR`` or /run/testbed) are touched; nothing else on the machine. A run whose
+``testbed run`` died (``kill -9``) is also salvaged: its ground truth, alerts and actions go to
+its output folder, scored as an interrupted run (``testbed.runner.salvage``), and ``down`` says
+where.
 """
 
 from __future__ import annotations
@@ -30,26 +33,46 @@ def run(args: argparse.Namespace) -> int:
     if not args.all and not args.runs:
         raise BackendError("which run? (hint: testbed down RUN, or testbed down --all; "
                            "testbed status lists them)")
+    from testbed.runner.salvage import plan_salvage  # scorer and report: only when needed
+
     names = [ledger.run for ledger in list_ledgers()] if args.all else list(args.runs)
     # Runs a backend still finds without a ledger (docker containers after /run was wiped).
     strays = _runs_without_ledger(set(names)) if args.all else {}
     names += sorted(strays)
     removed: list[str] = []
     failed: dict[str, str] = {}
+    salvaged: dict[str, str] = {}  # run -> what its salvage says
     for name in names:
+        backend: str | None = strays.get(name)
+        salvage = None
         try:
-            get_backend(strays.get(name) or Ledger.load(name).backend).destroy(name)
+            backend = backend or Ledger.load(name).backend
+            salvage = plan_salvage(name, backend)
+            get_backend(backend).destroy(name)
             removed.append(name)
         except (ImportError, TestbedError) as err:
-            if not args.all and len(names) == 1:
+            if not args.all and len(names) == 1 and salvage is None:
                 raise
             failed[name] = str(err)
+        if salvage is not None:  # also after a failed destroy: the records are kept safe
+            try:
+                message = salvage.finish()
+            except (TestbedError, OSError) as err:
+                failed[name] = "; ".join(filter(None, [failed.get(name),
+                                                       f"salvaging its records failed: {err}"]))
+            else:
+                if message:
+                    salvaged[name] = message
     if args.json:
-        json.dump({"removed": removed, "failed": failed}, sys.stdout, indent=2)
+        json.dump({"removed": removed, "failed": failed, "salvaged": salvaged}, sys.stdout,
+                  indent=2)
         sys.stdout.write("\n")
     else:
-        for name in removed:
-            print(f"removed run {name!r}")
+        for name in names:
+            if name in removed:
+                print(f"removed run {name!r}")
+            if name in salvaged:
+                print(salvaged[name])
         if args.all and not names:
             print("no runs to remove")
         for name, error in failed.items():

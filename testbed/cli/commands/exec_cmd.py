@@ -1,6 +1,9 @@
 """`testbed exec RUN HOST -- CMD...`: run a command inside a host (or router) of a run.
 
-Owns: the ``exec`` subcommand. Output streams through; the exit status is the command's.
+Owns: the ``exec`` subcommand. The command runs where the backend says a host's programs run
+(``Deployment.exec_argv``: nsenter into a netns node, ``docker exec`` into a container, so it
+sees the container's own processes and hostname). Output streams through; the exit status is
+the command's.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import argparse
 import signal
 import subprocess
-import sys
 
 from testbed.errors import BackendError
 
@@ -33,15 +35,7 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise BackendError("no command given (hint: testbed exec RUN HOST -- ip addr)")
-    deployment = attach(args.run_name)
-    exec_argv = getattr(deployment, "exec_argv", None)
-    if exec_argv is None:  # a backend without a streaming exec: run and relay
-        completed = deployment.run(args.host, command, timeout=args.timeout or 3600.0,
-                                   check=False)
-        sys.stdout.buffer.write(completed.stdout)
-        sys.stderr.buffer.write(completed.stderr)
-        return completed.returncode
-    argv = exec_argv(args.host, command)
+    argv = attach(args.run_name).exec_argv(args.host, command)
     # Ctrl-C reaches the command (same process group); we wait for it to finish.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

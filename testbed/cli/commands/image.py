@@ -40,7 +40,7 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from testbed.docker import build_image, connect, image_status
+    from testbed.image import build_image, connect, image_status
 
     client = connect()
     if args.image_action == "status":

@@ -8,10 +8,9 @@ like an automatic one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from testbed.records import ActionRecord
+from testbed.actions import Action, ActionRecord
 
 NAME = "quarantine"
 HELP = "Quarantine a host of a live run (rehearse as the defender)"
@@ -26,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from testbed.runner.manual import manual_action
 
-    record = manual_action(args.run, NAME, args.host, backend=args.backend, user=args.user)
+    record = manual_action(args.run, Action(kind="quarantine", target=args.host),
+                           backend=args.backend, user=args.user)
     return report(args, record)
 
 
@@ -38,10 +38,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def report(args: argparse.Namespace, record: ActionRecord) -> int:
     if args.json:
-        json.dump(record, sys.stdout, sort_keys=True)
-        sys.stdout.write("\n")
+        sys.stdout.write(record.to_json_line())
     else:
-        print(f"{record['action']} {record['target']}: enforced in "
-              f"{1000 * float(record.get('enforced_s', 0.0)):.1f} ms "
-              f"(logged to the run's actions.jsonl, cause manual: {record['cause']['manual']})")
+        print(f"{record.action} {record.target}: enforced in {1000 * record.enforced_s:.1f} ms "
+              f"(logged to the run's actions.jsonl, cause manual: {record.cause['manual']})")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from testbed.actions import Action
 from testbed.cli.commands.quarantine import add_common, report
 
 NAME = "release"
@@ -23,5 +24,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from testbed.runner.manual import manual_action
 
-    record = manual_action(args.run, NAME, args.host, backend=args.backend, user=args.user)
+    record = manual_action(args.run, Action(kind="release", target=args.host),
+                           backend=args.backend, user=args.user)
     return report(args, record)

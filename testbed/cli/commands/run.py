@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from testbed.model import load_scenario
+from testbed.detection import load_scenario
 
 NAME = "run"
 HELP = "Run a scenario end to end and score the containment"
@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from testbed.runner import headline, run_repetitions, summarize
+    from testbed.results import headline, summarize
+    from testbed.runner import run_repetitions
 
     scenario = load_scenario(args.scenario)
     if args.duration is not None and args.duration <= 0:
@@ -47,21 +48,23 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.seed, backend=args.backend, duration=args.duration,
                            live=not args.no_live and not args.json)
     if args.json:
-        payload = runs[0].results if len(runs) == 1 else {
-            "runs": [r.results for r in runs], "summary": summarize([r.results for r in runs])}
+        if len(runs) == 1:
+            sys.stdout.write(runs[0].results.to_json())
+            return 0
+        payload = {"runs": [r.results.model_dump(mode="json") for r in runs],
+                   "summary": summarize([r.results for r in runs]).model_dump(mode="json")}
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     for result in runs:
         if len(runs) > 1:
-            print(f"\n== seed {result.results['run'].get('seed')}: {result.run_dir}")
+            print(f"\n== seed {result.results.run.seed}: {result.run_dir}")
         print(headline(result.results, result.report))
         print(f"results                  {result.run_dir / 'results.json'}")
     if len(runs) > 1:
-        summary = summarize([r.results for r in runs])
         print("\n== over", len(runs), "runs (median, IQR)")
-        for key, value in summary.items():
-            if value.get("median") is not None:
-                print(f"{key:28s} {value['median']:.3g}"
-                      + (f"  (IQR {value['iqr']:.3g})" if value.get("iqr") is not None else ""))
+        for key, value in summarize([r.results for r in runs]):
+            if value.median is not None:
+                print(f"{key:28s} {value.median:.3g}"
+                      + (f"  (IQR {value.iqr:.3g})" if value.iqr is not None else ""))
     return 0

@@ -1,4 +1,5 @@
-"""`testbed schema KIND`: print the JSON Schema of a file format (for editors and CI)."""
+"""`testbed schema KIND`: print the JSON Schema of a file format or a run record (for editors, CI
+and other tools reading runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 from testbed.schema import SCHEMA_KINDS, schema_text
 
 NAME = "schema"
-HELP = "Print the JSON Schema of the topology, scenario or profile format"
+HELP = ("Print the JSON Schema of a file format (topology, scenario, profile, bench) or of a "
+        "run record (results, manifest)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

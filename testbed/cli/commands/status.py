@@ -45,13 +45,12 @@ def _show_run(run_name: str, as_json: bool) -> int:
 
     deployment = attach(run_name)
     topology = deployment.topology
-    netns_path = getattr(deployment, "netns_path", None)
     nodes = [{"name": h.name, "kind": "host", "segment": h.segment, "address": str(h.ip),
-              "netns": os.path.basename(netns_path(h.name)) if netns_path else None}
+              "netns": os.path.basename(deployment.netns_path(h.name))}
              for h in topology.hosts.values()]
     nodes += [{"name": r.name, "kind": "router", "segment": ",".join(r.interfaces),
                "address": ",".join(str(a) for a in r.interfaces.values()),
-               "netns": os.path.basename(netns_path(r.name)) if netns_path else None}
+               "netns": os.path.basename(deployment.netns_path(r.name))}
               for r in topology.routers.values()]
     containment = deployment.containment()
     if as_json:

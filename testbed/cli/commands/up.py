@@ -22,9 +22,10 @@ from testbed.backends.ledger import backend_of_run, check_run_name, run_director
 NAME = "up"
 HELP = "Deploy a topology as an emulated network (it stays up until `testbed down RUN`)"
 
-STAGE_LABELS = {"namespaces": "namespaces", "fabric": "bridges and veths",
-                "nodes": "addresses, routes, nftables", "policy": "fabric policy",
-                "processes": "stopping processes", "counters": "reading counters"}
+STAGE_LABELS = {"namespaces": "namespaces", "containers": "containers",
+                "fabric": "bridges and veths", "nodes": "addresses, routes, nftables",
+                "policy": "fabric policy", "processes": "stopping processes",
+                "containers-down": "removing containers", "counters": "reading counters"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,9 @@
 """Realising a WiringPlan in namespaces that already exist: fabric, veths, addresses, policy.
 
 Owns: the order and parallelism of wiring a deployment, given one namespace path per node and
-one for the fabric. It does not create or remove namespaces: that step is the backend's (named
-namespaces for netns; containers' ``/proc/<pid>/ns/net`` for docker), so both share this code.
+one for the fabric, and the sysctls of those namespaces. It does not create or remove node
+namespaces: that step is the node runtime's (a bare named namespace for netns, a container's
+namespace given a name for docker), so every runtime shares this code.
 
 Order: fabric (bridges, and veths whose node end is born inside the node's namespace), then every
 node in parallel (addresses, routes, nftables), then the fabric's containment tables.
@@ -17,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from testbed.backends.base import Progress
-from testbed.backends.netns.kernel import Nft, RtNetlink, RtnlBatch
-from testbed.backends.netns.plan import NodePlan, WiringPlan
-from testbed.backends.nftables import (
+from testbed.backends.fabric.plan import NodePlan, WiringPlan
+from testbed.backends.fabric.ruleset import (
     containment_rules,
     fabric_ruleset,
     host_ruleset,
     router_ruleset,
 )
+from testbed.kernel import Nft, RtNetlink, RtnlBatch
 from testbed.model.topology import Topology
 from testbed.policy import ContainmentState
 

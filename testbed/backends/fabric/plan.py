@@ -1,14 +1,14 @@
 """The wiring plan: every kernel object name, index, address and route of a deployment, as data.
 
 Owns: the short per-run naming scheme and its mapping to topology names (stored in the ledger),
-computed once from a Topology and a run prefix. Pure: nothing here touches the system, so the
-docker backend can use the same plan with containers' namespaces in place of named ones.
+computed once from a Topology and a run prefix. Pure: nothing here touches the system. Every node
+runtime uses the same plan (a docker node's container is named like its namespace).
 
 Naming (interface names have at most 15 characters)::
 
     prefix           "t" + 4 random base-36 characters, e.g. "tk3q9"
     fabric netns     <prefix>_fabric          (holds every bridge and every fabric-side veth end)
-    node netns       <prefix>-<host or router name>
+    node netns       <prefix>-<host or router name>   (also the container name, docker)
     bridge           <prefix>s<segment index>             e.g. tk3q9s2
     host port        <prefix>h<host index>                e.g. tk3q9h199  (fabric side)
     router port      <prefix>r<router index>x<interface>  e.g. tk3q9r1x0  (fabric side)
@@ -53,7 +53,7 @@ class LinkPlan:
 class NodePlan:
     name: str
     kind: Literal["host", "router"]
-    netns: str  # namespace name for the netns backend
+    netns: str  # the node's namespace name under /run/netns (docker: also its container)
     links: tuple[LinkPlan, ...]
     routes: tuple[tuple[str, str], ...]  # (destination CIDR, gateway address)
 

@@ -1,29 +1,27 @@
 """A set of configured detectors fed by one event stream.
 
 Owns: building detectors from scenario specs (``DetectorSet.from_specs``), dispatching each
-event only to the detectors whose ``KINDS`` want it, filling in the source's host name from the
-inventory, writing alerts as EVE-style JSON lines, and the default set. Must not touch: ground
-truth, the deployment (responders act; detectors only speak).
+event only to the detectors whose ``KINDS`` want it, dropping router noise, and the default set.
+Must not touch: ground truth, the deployment (responders act; detectors only speak).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import IO, Any
 
 from detectors.base import KINDS, Alert, ConnEvent, Detector, SensorContext
 from detectors.registry import DETECTORS
 from testbed.errors import DetectorError
 from testbed.model.scenario_spec import DetectorSpec
 
-__all__ = ["DEFAULT_DETECTORS", "AlertLog", "DetectorSet", "run_offline"]
+__all__ = ["DEFAULT_DETECTORS", "DetectorSet"]
 
 DEFAULT_DETECTORS: tuple[str, ...] = ("trw", "throttle", "cbcrl", "fanout", "darknet",
                                       "signature", "graph")
 """The built-ins that run on connection events (``suricata`` runs its own capture)."""
+
+Observe = Callable[[ConnEvent], list[Alert]]
 
 
 class DetectorSet:
@@ -32,7 +30,7 @@ class DetectorSet:
     def __init__(self, detectors: Sequence[Detector], context: SensorContext) -> None:
         self.detectors = list(detectors)
         self.context = context
-        self._by_kind: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+        self._by_kind: dict[str, list[Observe]] = {kind: [] for kind in KINDS}
         for detector in self.detectors:
             for kind in detector.KINDS:
                 self._by_kind[kind].append(detector.observe)
@@ -120,60 +118,3 @@ class DetectorSet:
         if errors:
             raise DetectorError("closing detectors failed: " + "; ".join(errors))
         return alerts
-
-
-class AlertLog:
-    """Appends alerts to ``alerts.jsonl`` as EVE-style records (one JSON object a line)."""
-
-    def __init__(self, path: Path, *, clock_offset: float | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.clock_offset = clock_offset
-        self._handle: IO[str] = open(path, "a", encoding="utf-8")
-        self.count = 0
-
-    def write(self, alerts: Iterable[Alert]) -> None:
-        for alert in alerts:
-            self._handle.write(json.dumps(alert.to_record(clock_offset=self.clock_offset),
-                                          sort_keys=True) + "\n")
-            self.count += 1
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> AlertLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def run_offline(pcap: Path, names: Sequence[str] | None = None, *,
-                specs: Sequence[DetectorSpec] | None = None,
-                context: SensorContext | None = None, seed: int = 0,
-                progress: Any = None) -> list[Alert]:
-    """Every alert the detectors raise over a capture file, in time order.
-
-    ``progress(events_so_far)`` is called every 10 000 events when given.
-    """
-    from dataclasses import replace
-
-    from testbed.sensor import events_from_pcap
-
-    context = replace(context or SensorContext(), pcap=Path(pcap), taps=())
-    if specs is None:
-        specs = [DetectorSpec(name=n) for n in (names or DEFAULT_DETECTORS)]
-    alerts: list[Alert] = []
-    with DetectorSet.from_specs(specs, context, seed=seed) as detectors:
-        last_tick = None
-        for count, event in enumerate(events_from_pcap(pcap), 1):
-            alerts += detectors.observe(event)
-            if last_tick is None or event.time - last_tick >= 1.0:
-                alerts += detectors.tick(event.time)
-                last_tick = event.time
-            if progress is not None and count % 10_000 == 0:
-                progress(count)
-        alerts += detectors.close()
-    alerts.sort(key=lambda a: a.time)
-    return alerts

@@ -4,7 +4,8 @@ Owns: translating router rules, host firewalls, egress guards and run-time conta
 (quarantine, blocks, rate limits) into ``nft -f`` text, through a small intermediate form
 (:class:`NftRule`) that unit tests evaluate against :func:`testbed.policy.decide_flow`, the single
 reference semantics. Pure text: it never loads anything into the kernel, knows nothing of
-namespaces or containers, and is shared by the netns and docker backends.
+namespaces or containers; the fabric loads it (:mod:`testbed.kernel.nftables`) for every node
+runtime alike.
 
 Where each piece is enforced (the backends put the text there):
 
@@ -34,6 +35,7 @@ from testbed.policy import Block, ContainmentState
 
 __all__ = [
     "EGRESS_COUNTER",
+    "QUARANTINE_COUNTER",
     "QUARANTINE_SET",
     "NftRule",
     "block_rules",
@@ -54,6 +56,8 @@ EGRESS_COUNTER = "egress_dropped"
 QUARANTINE_SET = "quarantined_ports"
 """Set of bridge-port interface names in the fabric's bridge table."""
 CONTAINMENT_CHAIN = "containment"
+QUARANTINE_COUNTER = "quarantine_dropped"
+"""Named counter in the fabric's bridge table: frames dropped at quarantined ports."""
 STRAY_COUNTER = "stray_dropped"
 
 Network = ipaddress.IPv4Network
@@ -272,11 +276,11 @@ def fabric_ruleset(topology: Topology, table: str, *, quarantined_ports: Iterabl
         "    type ifname;",
         *([quarantine_elements] if quarantine_elements else []),
         "  }",
-        "  counter quarantine_dropped { }",
+        f"  counter {QUARANTINE_COUNTER} {{ }}",
         "  chain forward {",
         "    type filter hook forward priority -200; policy accept;",
-        f"    iifname @{QUARANTINE_SET} counter name quarantine_dropped drop",
-        f"    oifname @{QUARANTINE_SET} counter name quarantine_dropped drop",
+        f"    iifname @{QUARANTINE_SET} counter name {QUARANTINE_COUNTER} drop",
+        f"    oifname @{QUARANTINE_SET} counter name {QUARANTINE_COUNTER} drop",
         "  }",
     ]
     inet = [

@@ -1,0 +1,247 @@
+"""Deploy with rollback, and destroy from the ledger: the one lifecycle of every fabric run.
+
+Owns: the order of a deployment (checks; ledger first; the fabric namespace; every node through
+the node runtime, in parallel; the wiring and policy; "up") and its rollback on any failure or
+Ctrl-C, and removal from the ledger alone (the runtime's nodes, then every process in the run's
+namespaces, then the namespaces, then the ledger), which also works after ``kill -9`` of the
+deployer. Also the run prefix, and the copy of the topology that lets another process attach.
+This block exists once: the netns and docker backends differ only in their node runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from testbed.backends.base import Progress
+from testbed.backends.fabric.containment import CONTAINMENT_FILE, write_containment
+from testbed.backends.fabric.plan import NodePlan, WiringPlan, new_prefix
+from testbed.backends.fabric.runtime import DeployContext, NodeRuntime
+from testbed.backends.fabric.wiring import FABRIC_SYSCTLS, parallel, wire
+from testbed.backends.ledger import Ledger, check_run_name, list_ledgers
+from testbed.errors import BackendError, TestbedError, ToolMissingError
+from testbed.kernel import (
+    NETNS_RUN_DIR,
+    create_named_netns,
+    ensure_neighbour_capacity,
+    kill_processes_in,
+    load_libnftables,
+    named_netns_path,
+    pids_in_netns,
+    remove_named_netns,
+    require_root,
+)
+from testbed.model.topology import Topology
+from testbed.policy import ContainmentState
+
+__all__ = [
+    "deferred_interrupts",
+    "deploy_run",
+    "destroy_run",
+    "load_ledger_topology",
+    "remove_namespaces",
+    "require_bridge_netfilter",
+    "store_ledger_topology",
+    "unique_prefix",
+]
+
+TOPOLOGY_COPY = "topology.yaml"
+TOPOLOGY_PICKLE = "topology.pickle"
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) while cleaning up; re-raise it afterwards. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+def require_bridge_netfilter() -> None:
+    """Blocks and rate limits are enforced statefully on the fabric's bridges, which needs
+    bridge netfilter (built into some kernels, the ``br_netfilter`` module on stock Debian)."""
+    if Path("/proc/sys/net/bridge").is_dir():
+        return
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    if not Path("/proc/sys/net/bridge").is_dir():
+        raise ToolMissingError("bridge netfilter is not available in this kernel",
+                               command="modprobe br_netfilter",
+                               stderr="hint: load the br_netfilter module (apt-get install kmod; "
+                                      "modprobe br_netfilter)")
+
+
+def unique_prefix() -> str:
+    """A run prefix no ledger and no namespace on this machine uses."""
+    used = {str(ledger.objects.get("plan", {}).get("prefix")) for ledger in list_ledgers()}
+    existing = {entry.split("-")[0].split("_")[0]
+                for entry in (os.listdir(NETNS_RUN_DIR) if NETNS_RUN_DIR.is_dir() else [])}
+    for _ in range(100):
+        prefix = new_prefix()
+        if prefix not in used and prefix not in existing:
+            return prefix
+    raise BackendError("could not find an unused run prefix")
+
+
+# ---- the topology copy, for attach() in another process ----------------------------------
+def store_ledger_topology(topology: Topology, directory: Path) -> dict[str, Any]:
+    """Keep what attach() needs to rebuild the Topology in another process."""
+    record: dict[str, Any] = {"name": topology.name, "hosts": len(topology.hosts),
+                              "routers": len(topology.routers), "source": topology.source}
+    source = Path(topology.source) if topology.source else None
+    if source is not None and source.is_file():
+        shutil.copyfile(source, directory / TOPOLOGY_COPY)
+        record["copy"] = TOPOLOGY_COPY
+    else:  # built in memory (benchmarks, tests): the run directory is root-only (0700)
+        with open(directory / TOPOLOGY_PICKLE, "wb") as stream:
+            pickle.dump(topology, stream)
+        record["pickle"] = TOPOLOGY_PICKLE
+    return record
+
+
+def load_ledger_topology(ledger: Ledger) -> Topology:
+    record = ledger.topology
+    if "copy" in record:
+        from testbed.model import load_topology
+
+        return load_topology(ledger.directory / record["copy"],
+                             display_name=record.get("source") or None)
+    if "pickle" in record:
+        with open(ledger.directory / record["pickle"], "rb") as stream:
+            topology = pickle.load(stream)
+        if not isinstance(topology, Topology):
+            raise BackendError(f"run {ledger.run!r}: stored topology is unreadable")
+        return topology
+    raise BackendError(f"run {ledger.run!r} has no stored topology")
+
+
+# ---- deploy ----------------------------------------------------------------------------------
+def _make_nodes(runtime: NodeRuntime, context: DeployContext,
+                progress: Progress | None) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def make(node: NodePlan) -> None:
+        path = runtime.make_node(node, context)
+        with lock:
+            paths[node.name] = path
+
+    parallel(list(context.plan.nodes.values()), make, stage=runtime.node_stage,
+             progress=progress)
+    return paths
+
+
+def deploy_run(runtime: NodeRuntime, topology: Topology, run_name: str, *,
+               progress: Progress | None = None) -> tuple[WiringPlan, Ledger]:
+    """Build the run; on any failure (Ctrl-C included) remove what was built and raise."""
+    require_root()
+    load_libnftables()
+    check_run_name(run_name)
+    require_bridge_netfilter()
+    runtime.preflight(topology)  # before anything is recorded or made
+    plan = WiringPlan.from_topology(topology, unique_prefix())
+    ledger = Ledger.create(run_name, runtime.name)  # refuses an existing run: outside try
+    try:
+        ledger.topology = store_ledger_topology(topology, ledger.directory)
+        # Recorded before anything is made: destroy_run() finds every namespace by name (and
+        # the runtime its own objects), whatever the deployer got to.
+        ledger.objects = {"plan": plan.to_json(), "namespaces": plan.namespaces,
+                          **runtime.ledger_objects(plan)}
+        raised = ensure_neighbour_capacity(plan.neighbour_entries_needed())
+        if raised is not None:  # a host-wide limit, kept afterwards: recorded, not undone
+            ledger.objects["raised_neighbour_limits_from"] = raised
+        ledger.save()
+        fabric = create_named_netns(plan.fabric_netns, FABRIC_SYSCTLS)
+        context = DeployContext(topology, plan, run_name, ledger.directory)
+        node_paths = _make_nodes(runtime, context, progress)
+        wire(topology, plan, fabric, node_paths, progress=progress)
+        write_containment(ledger.directory, ContainmentState())
+        ledger.status = "up"
+        ledger.save()
+    except BaseException as err:
+        with deferred_interrupts():
+            with contextlib.suppress(Exception):
+                ledger.status = "failed"
+                ledger.save()
+            destroy_run(runtime, ledger)
+        if isinstance(err, (TestbedError, KeyboardInterrupt, SystemExit)):
+            raise
+        raise BackendError(f"deploying run {run_name!r} failed and was rolled back: "
+                           f"{type(err).__name__}: {err}") from err
+    return plan, ledger
+
+
+# ---- destroy -------------------------------------------------------------------------------
+def remove_namespaces(ledger: Ledger, progress: Progress | None = None) -> None:
+    """Kill every process in the run's namespaces, then remove the namespaces."""
+    names = [str(name) for name in ledger.objects.get("namespaces", [])]
+    paths = [named_netns_path(name) for name in names]
+    # A process keeps its namespace alive: end them first, including agents whose deployer died.
+    if progress is not None:
+        progress("processes", 0, 1)
+    for _attempt in range(20):
+        if not pids_in_netns(paths):
+            break
+        kill_processes_in(paths)
+        time.sleep(0.05)
+    if progress is not None:
+        progress("processes", 1, 1)
+        progress("namespaces", 0, len(names))
+    failures: list[str] = []
+    for done, name in enumerate(names, 1):
+        try:
+            remove_named_netns(name)
+        except BackendError as err:
+            failures.append(str(err))
+        if progress is not None and (done % 25 == 0 or done == len(names)):
+            progress("namespaces", done, len(names))
+    if failures:
+        raise BackendError(f"teardown of run {ledger.run!r} left objects behind: "
+                           + "; ".join(failures[:5]))
+
+
+def _forget(ledger: Ledger) -> None:
+    for name in (CONTAINMENT_FILE, TOPOLOGY_COPY, TOPOLOGY_PICKLE):
+        with contextlib.suppress(FileNotFoundError):
+            (ledger.directory / name).unlink()
+    ledger.remove()
+
+
+def destroy_run(runtime: NodeRuntime, ledger: Ledger, progress: Progress | None = None) -> None:
+    """Remove everything the ledger records, then forget the run. Works without the deployer:
+    after ``kill -9`` or a half-finished deployment.
+
+    When the runtime cannot remove its nodes (the Docker engine is gone, say), the kernel
+    objects still go, the ledger stays (so that ``testbed down RUN`` can finish the job later)
+    and the runtime's error is raised.
+    """
+    try:
+        runtime.remove_nodes(ledger, progress)
+    except BackendError:
+        with contextlib.suppress(BackendError):
+            remove_namespaces(ledger, progress)
+        raise
+    remove_namespaces(ledger, progress)
+    _forget(ledger)
