@@ -12,7 +12,7 @@ TESTBED := $(PYTHON) -m testbed
 # containment, score, report), then the headline metrics and the report's path.
 DEMO := $(TESTBED) run scenarios/basement-launchpad.yaml
 
-.PHONY: help install install-python demo test lint unit privileged docker bench clean
+.PHONY: help install install-python demo test lint unit privileged docker browser bench clean
 
 help:
 	@sed -n "s/^## //p" $(MAKEFILE_LIST)
@@ -47,6 +47,10 @@ privileged: install
 ## docker       the docker tier (root: Docker engine, testbed image)
 docker: install
 	@bash scripts/test.sh docker
+
+## browser      the browser tier (headless Chromium: the dashboard)
+browser: install
+	@bash scripts/test.sh browser
 
 ## bench        run every benchmarks/*.py and print its figures
 bench: install

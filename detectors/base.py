@@ -3,12 +3,12 @@
 This module is the whole public surface a detector plug-in may import (its ``__all__``):
 ``from detectors.base import Detector, Alert, ConnEvent, SensorContext, check_detector``, plus the
 event-kind constants. A plug-in imports nothing else from the testbed but neutral modules
-(``testbed.errors``, ``testbed.wire``, ``testbed.taps``, ``testbed.records``); the engine runs
-plug-ins through ``testbed.detection``. Import contracts in pyproject.toml (``lint-imports``, run
-by ``make test``) enforce both.
+(``testbed.errors``, ``testbed.wire``, ``testbed.taps``, ``testbed.records``, ``testbed.eve``);
+the engine runs plug-ins through ``testbed.detection``. Import contracts in pyproject.toml
+(``lint-imports``, run by ``make test``) enforce both.
 
 Owns: ``ConnEvent`` (what a sensor on the virtual network saw), ``Alert`` (what a detector
-concluded, convertible to a Suricata-EVE-compatible ``AlertRecord``), ``SensorContext`` (what a
+concluded, convertible to a Suricata EVE ``alert`` record), ``SensorContext`` (what a
 network operator knows: the address inventory, the topology's networks, decoys, where the taps
 are), the ``Detector`` base class every plug-in derives from, and ``check_detector(cls)``, run in
 the tests over every registered detector (as Gymnasium's ``check_env``).
@@ -43,11 +43,11 @@ import math
 import time as _time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from testbed.errors import DetectorError
+from testbed.eve import DEFAULT_SENSOR, alert_record
 
 if TYPE_CHECKING:
     from testbed.model.topology import Topology
@@ -104,7 +104,7 @@ class ConnEvent(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A detector's conclusion about one source. ``to_record()`` gives the EVE-style record."""
+    """A detector's conclusion about one source. ``to_record()`` gives the EVE alert record."""
 
     time: float  # the sensor's clock (see ConnEvent.time)
     detector: str
@@ -119,40 +119,28 @@ class Alert:
     signature_id: int = 0
     category: str = "Detection of a Network Scan"
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    in_iface: str = ""  # the tap that saw the triggering packet ("" : unknown)
 
-    def to_record(self, *, clock_offset: float | None = None) -> AlertRecord:
-        """The Suricata-EVE-compatible record (``event_type: alert``) plus testbed keys.
+    def to_record(self, *, clock_offset: float | None = None, sensor: str = DEFAULT_SENSOR,
+                  in_iface: str = "") -> AlertRecord:
+        """The Suricata EVE ``alert`` record (``testbed.eve``: it validates against Suricata's
+        schema; the detector, the run's clock, the source's host name and the evidence are under
+        ``alert.metadata``). ``sensor`` becomes EVE ``host``; ``in_iface`` is used when the alert
+        names no tap.
 
         ``clock_offset`` maps the alert's clock to epoch seconds; by default the live offset
         ``time.time() - time.monotonic()`` (offline pipelines pass 0.0: their clock is epoch).
         """
         if clock_offset is None:
             clock_offset = _time.time() - _time.monotonic()
-        wall = self.time + clock_offset
-        record: AlertRecord = {
-            "timestamp": datetime.fromtimestamp(wall, tz=UTC).isoformat(
-                timespec="microseconds"),
-            "event_type": "alert",
-            "src_ip": self.src_ip,
-            "src_port": self.src_port,
-            "dest_ip": self.dest_ip,
-            "dest_port": self.dest_port,
-            "proto": self.proto or "IP",
-            "alert": {
-                "action": "allowed",
-                "gid": 1,
-                "signature_id": self.signature_id,
-                "rev": 1,
-                "signature": self.reason,
-                "category": self.category,
-                "severity": self.severity,
-            },
-            "mono": self.time,
-            "detector": self.detector,
-            "host": self.host,
-            "evidence": dict(self.evidence),
-        }
-        return record
+        record = alert_record(
+            epoch=self.time + clock_offset, mono=self.time, detector=self.detector,
+            src_ip=self.src_ip, src_port=self.src_port, dest_ip=self.dest_ip,
+            dest_port=self.dest_port, proto=self.proto, signature=self.reason,
+            signature_id=self.signature_id, category=self.category, severity=self.severity,
+            src_host=self.host, evidence=self.evidence, sensor=sensor,
+            in_iface=self.in_iface or in_iface)
+        return record  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ class SuricataDetector(Detector):
             "default-rule-path": str(rules.parent),
             "rule-files": [rules.name],
             "outputs": [{"eve-log": {"enabled": True, "filetype": "regular",
-                                     "filename": "eve.json", "types": ["alert"]}}],
+                                     "filename": "eve.json", "types": ["alert"],
+                                     "community-id": True}}],
             "logging": {"default-log-level": "info", "outputs": [
                 {"console": {"enabled": False}},
                 {"file": {"enabled": True, "level": "info", "filename": "suricata.log"}}]},
@@ -278,9 +279,10 @@ class SuricataDetector(Detector):
                      proto=str(record.get("proto", "")),
                      signature_id=int(info.get("signature_id", 0)),
                      category=str(info.get("category", "")),
+                     in_iface=str(record.get("in_iface") or ""),
                      evidence={"gid": info.get("gid"), "rev": info.get("rev"),
-                               "in_iface": record.get("in_iface"),
-                               "flow_id": record.get("flow_id")})
+                               "suricata_flow_id": record.get("flow_id"),
+                               "community_id": record.get("community_id")})
 
 
 def _tail(logdir: Path) -> str:

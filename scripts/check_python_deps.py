@@ -1,8 +1,8 @@
 """Exit 0 when this repository is pip-installed (editable) with every dependency satisfied.
 
 Owns: the quick "is anything missing?" check that lets ``make install`` skip pip in well under a
-second. Reads pyproject.toml (runtime dependencies plus the ``dev`` extra) and compares with the
-installed distributions; never installs anything itself.
+second. Reads pyproject.toml (runtime dependencies plus the ``dev``, ``ray`` and ``gym`` extras) and
+compares with the installed distributions; never installs anything itself.
 
 Usage: python3 scripts/check_python_deps.py REPO [--quiet]
 """
@@ -21,6 +21,9 @@ except ImportError:  # pip always vendors packaging
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef,assignment]
 
 
+INSTALLED_EXTRAS = ("dev", "ray", "gym")  # what scripts/install.sh installs: '.[dev,ray,gym]'
+
+
 def problems(repo: Path) -> list[str]:
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     found: list[str] = []
@@ -34,7 +37,8 @@ def problems(repo: Path) -> list[str]:
         found.append(f"{project['name']} is installed from {target or 'an index'}, "
                      f"not editable from {repo}")
     wanted = list(project.get("dependencies", []))
-    wanted += project.get("optional-dependencies", {}).get("dev", [])
+    for extra in INSTALLED_EXTRAS:
+        wanted += project.get("optional-dependencies", {}).get(extra, [])
     for line in wanted:
         requirement = Requirement(line)
         if requirement.marker is not None and not requirement.marker.evaluate():

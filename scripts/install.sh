@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the testbed needs on a Debian or Ubuntu machine, and only what is missing.
 #
-# Owns: system packages (apt), Suricata 7 (bookworm-backports on Debian 12), the Python package
-# with its dev extras, a running Docker engine, and the offline-built testbed image.
+# Owns: system packages (apt), Chromium and its driver (browser tier), Suricata 7
+# (bookworm-backports on Debian 12), the Python package with its dev extras (the dashboard's
+# starlette and uvicorn, selenium), a running Docker engine, and the offline-built testbed image.
 # Idempotent and fast when everything is there: every step checks before it acts, and
 # `apt-get update` runs only when a package is missing.
 #
@@ -62,14 +63,20 @@ install_system_packages() {
 }
 
 install_chromium() {
-    # Only the report screenshot test needs a browser.
+    # The browser tier (tests/browser: the dashboard driven by Selenium) and the report
+    # screenshot test need a headless Chromium and its WebDriver: Debian's chromium and
+    # chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver), the same version by
+    # construction, so nothing is downloaded at test time.
     [ "${TESTBED_SKIP_CHROMIUM:-0}" = 1 ] && return 0
-    if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then return 0; fi
+    local have_browser=0 have_driver=0
+    if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then have_browser=1; fi
+    if command -v chromedriver >/dev/null; then have_driver=1; fi
+    [ "$have_browser" = 1 ] && [ "$have_driver" = 1 ] && return 0
     if [ "$DISTRO_ID" = ubuntu ]; then
         # Ubuntu ships chromium as a snap only; its apt package needs snapd, which may be absent.
-        apt_install chromium-browser || say "warning: no chromium (snap-only on Ubuntu); the report screenshot test will skip"
+        apt_install chromium-browser chromium-chromedriver || say "warning: no chromium (snap-only on Ubuntu); the browser tier will skip"
     else
-        apt_install chromium
+        apt_install chromium chromium-driver
     fi
 }
 
@@ -102,11 +109,11 @@ install_python() {
         || die "$("$PYTHON" -V 2>&1) is too old: the testbed needs Python 3.11 or later (set PYTHON=...)"
     if "$PYTHON" "$REPO/scripts/check_python_deps.py" "$REPO"; then return 0; fi
     "$PYTHON" -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-    say "pip install -e '.[dev]'"
+    say "pip install -e '.[dev,ray,gym]'"
     # PIP_BREAK_SYSTEM_PACKAGES: a Debian system python refuses pip without it (PEP 668); a pyenv
     # or venv python ignores it.
     PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install -q --disable-pip-version-check \
-        -e "$REPO[dev]"
+        -e "$REPO[dev,ray,gym]"  # ray: the --engine ray tests run in make test
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi  # put `testbed` on PATH
     "$PYTHON" "$REPO/scripts/check_python_deps.py" "$REPO" \
         || die "python dependencies still unsatisfied after pip install (see above)"

@@ -1,5 +1,5 @@
-"""pytest plugin: a per-tier table (unit, privileged, docker) printed just above pytest's own
-closing line, so one pytest run covers every tier and its last line stays the total.
+"""pytest plugin: a per-tier table (unit, privileged, docker, browser) printed just above
+pytest's own closing line, so one pytest run covers every tier and its last line stays the total.
 
 Owns: only this summary. Tiers come from the markers tests/conftest.py assigns by folder.
 Load with ``python3 -m pytest -p pytest_tier_summary`` and ``scripts`` on PYTHONPATH.
@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-TIERS = ("unit", "privileged", "docker")
+TIERS = ("unit", "privileged", "docker", "browser")
 _outcomes: dict[str, Counter[str]] = defaultdict(Counter)
 
 

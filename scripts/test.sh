@@ -6,7 +6,7 @@
 # with a per-tier table just above it (scripts/pytest_tier_summary.py). Lint failures do not stop
 # the tests; they fail the run at the end. pytest's exit 5 ("no tests collected") is a failure.
 #
-# Usage: scripts/test.sh all|lint|unit|privileged|docker [extra pytest args...]
+# Usage: scripts/test.sh all|lint|unit|privileged|docker|browser [extra pytest args...]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -43,11 +43,11 @@ run_pytest() {
 
 case "$WHAT" in
     lint) lint; exit "$lint_status" ;;
-    unit|privileged|docker) run_pytest "tests/$WHAT" "$@"; exit $? ;;
+    unit|privileged|docker|browser) run_pytest "tests/$WHAT" "$@"; exit $? ;;
     all)
         lint
         tiers=()
-        for tier in tests/unit tests/privileged tests/docker; do [ -d "$tier" ] && tiers+=("$tier"); done
+        for tier in tests/unit tests/privileged tests/docker tests/browser; do [ -d "$tier" ] && tiers+=("$tier"); done
         run_pytest "${tiers[@]}" "$@"
         test_status=$?
         failed=()
@@ -58,5 +58,5 @@ case "$WHAT" in
             exit 1
         fi
         ;;
-    *) echo "usage: scripts/test.sh all|lint|unit|privileged|docker [pytest args]" >&2; exit 2 ;;
+    *) echo "usage: scripts/test.sh all|lint|unit|privileged|docker|browser [pytest args]" >&2; exit 2 ;;
 esac

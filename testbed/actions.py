@@ -50,6 +50,8 @@ __all__ = [
 
 ActionKind = Literal["quarantine", "release", "block", "unblock", "rate-limit"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("quarantine", "release", "block", "unblock", "rate-limit")
+ACTIONS_VERSION = 1
+"""``action_version`` every line of ``actions.jsonl`` carries; bumped when the shape changes."""
 
 
 class Action(BaseModel):
@@ -92,6 +94,7 @@ class ActionRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
+    action_version: int = ACTIONS_VERSION
     mono: float
     wall: float = 0.0
     action: ActionKind

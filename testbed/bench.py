@@ -1,5 +1,6 @@
 """``testbed bench BENCH.yaml``: a matrix of scenarios x detector sets x worm profiles x seeds,
-and its leaderboard (CSV, Markdown, HTML) with medians and spread (IQR).
+and its leaderboard (CSV, Markdown, HTML): per metric n, median [Q1, Q3], mean with a bootstrap
+interval, and each row against the baseline row (docs/scale-out.md, "Statistics").
 
 Owns: the bench file format (``BenchSpec``, source of ``testbed schema bench``), expanding it into
 cells (``BenchCell``: one run each, independent of each other so that a later version can run them
@@ -37,7 +38,7 @@ from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
 from testbed.model.load_scenario import Scenario
 from testbed.model.scenario_spec import DetectorSpec, ResponseSpec
 from testbed.results import Results
-from testbed.stats import spread
+from testbed.stats import bootstrap_mean_ci, holm, intervals_overlap, mann_whitney, spread
 from testbed.yamlsource import SourceDocument, load_yaml
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "leaderboard",
     "load_bench",
     "run_bench",
+    "with_backend",
     "write_leaderboard",
 ]
 
@@ -87,6 +89,9 @@ class BenchSpec(BaseModel):
                                                             "default: each scenario's, with rules "
                                                             "listening to any detector.")
     report: bool = Field(False, description="Write each run's report.html (slower).")
+    baseline: str | None = Field(None, description="The detector set every other set is "
+                                                   "compared with in the leaderboard; default "
+                                                   "'none' when there is one, else the first.")
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,10 @@ def _cross_check(spec: BenchSpec, document: SourceDocument) -> list[Diagnostic]:
             problems.append(document.diagnostic(
                 ("profiles", index), f"unknown worm profile {profile!r}",
                 hint=did_you_mean(profile, set(catalog), "profiles")))
+    if spec.baseline is not None and spec.baseline not in (spec.detector_sets or {}):
+        problems.append(document.diagnostic(
+            ("baseline",), f"baseline {spec.baseline!r} is not one of the detector sets",
+            hint=did_you_mean(spec.baseline, set(spec.detector_sets or {}), "detector sets")))
     if spec.backend is not None:
         from testbed.backends import BACKENDS
 
@@ -195,6 +204,15 @@ def _cross_check(spec: BenchSpec, document: SourceDocument) -> list[Diagnostic]:
                 ("backend",), f"unknown backend {spec.backend!r}",
                 hint=did_you_mean(spec.backend, set(BACKENDS.names()), "backends")))
     return problems
+
+
+def with_backend(bench: LoadedBench, backend: str) -> LoadedBench:
+    """The bench with every cell on ``backend`` (``testbed bench --backend``); an unknown name is
+    a ``RegistryError`` with the known ones."""
+    from testbed.backends import BACKENDS
+
+    BACKENDS.get(backend)
+    return dataclasses.replace(bench, spec=bench.spec.model_copy(update={"backend": backend}))
 
 
 def derive_scenario(bench: LoadedBench, cell: BenchCell) -> Scenario:
@@ -294,10 +312,18 @@ def cell_row(cell: BenchCell, results: Results) -> BenchRow:
     )
 
 
-def leaderboard(rows: Iterable[BenchRow]) -> list[dict[str, Any]]:
-    """Rows grouped by (scenario, detector set, profile): median and IQR of each metric, ranked
-    within each scenario by median grade score (higher first), then median infected (lower).
-    Entries are JSON-ready (they become leaderboard.csv and bench.json as they are)."""
+def leaderboard(rows: Iterable[BenchRow], baseline: str | None = None) -> list[dict[str, Any]]:
+    """Rows grouped by (scenario, detector set, profile), ranked within each scenario by median
+    grade score (higher first), then median infected (lower), then name.
+
+    Per metric: n, median with Q1 and Q3 (and IQR), mean with its 95 % bootstrap confidence
+    interval. Each group is compared with its baseline group (same scenario and worm profile,
+    detector set ``baseline``; default: the set called ``none``, else the first one met) by
+    Cliff's delta and a two-sided Mann-Whitney p-value, Holm-corrected over all comparisons of
+    that metric; the verdict is "better" or "worse" only when the corrected p-value is below
+    0.05 AND the two confidence intervals do not overlap, otherwise "not enough runs to tell".
+    Entries are JSON-ready (they become leaderboard.csv and bench.json as they are) and depend
+    only on the multiset of rows, not on their order."""
     groups: dict[tuple[str, str, str], list[BenchRow]] = {}
     for row in rows:
         groups.setdefault((row.scenario, row.detector_set, row.profile), []).append(row)
@@ -309,16 +335,23 @@ def leaderboard(rows: Iterable[BenchRow]) -> list[dict[str, Any]]:
                                  "detected": sum(1 for m in members
                                                  if m.time_to_first_detection_s is not None)}
         for key, _title, _lower in LEADERBOARD_METRICS:
-            summary = spread(v for v in (m.metric(key) for m in members) if v is not None)
+            values = [v for v in (m.metric(key) for m in members) if v is not None]
+            summary = spread(values)
             entry[f"{key}_median"], entry[f"{key}_iqr"] = summary.median, summary.iqr
+            entry[f"{key}_q1"], entry[f"{key}_q3"] = summary.q1, summary.q3
             entry[f"{key}_n"] = summary.n
+            interval = bootstrap_mean_ci(values)
+            entry[f"{key}_mean"], entry[f"{key}_ci_low"], entry[f"{key}_ci_high"] = (
+                interval if interval is not None else (None, None, None))
         board.append(entry)
+    _compare_with_baseline(board, groups, baseline)
 
-    def rank_key(entry: dict[str, Any]) -> tuple[str, float, float]:
+    def rank_key(entry: dict[str, Any]) -> tuple[str, float, float, str, str]:
         score = entry["grade_score_median"]
         infected = entry["infected_total_median"]
         return (entry["scenario"], -(score if score is not None else -1.0),
-                infected if infected is not None else float("inf"))
+                infected if infected is not None else float("inf"), entry["detector_set"],
+                entry["profile"])
 
     board.sort(key=rank_key)
     rank, previous = 0, None
@@ -329,20 +362,86 @@ def leaderboard(rows: Iterable[BenchRow]) -> list[dict[str, Any]]:
     return board
 
 
+BASELINE_SET = "none"
+SIGNIFICANCE = 0.05
+NOT_ENOUGH_RUNS = "not enough runs to tell"
+
+
+def _compare_with_baseline(board: list[dict[str, Any]],
+                           groups: dict[tuple[str, str, str], list[BenchRow]],
+                           baseline: str | None) -> None:
+    """Add ``{metric}_effect``, ``_p``, ``_p_adjusted`` and ``_verdict`` to every non-baseline
+    entry, and ``baseline`` (the set compared with, None when there is none) to every entry."""
+    sets = list(dict.fromkeys(entry["detector_set"] for entry in board))
+    if baseline is None and len(sets) > 1:  # one set alone has nothing to be compared with
+        baseline = BASELINE_SET if BASELINE_SET in sets else sets[0]
+    pending: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for entry in board:
+        reference = groups.get((entry["scenario"], baseline or "", entry["profile"]))
+        own = entry["detector_set"] == baseline
+        entry["baseline"] = baseline if reference is not None and not own else None
+        for key, _title, _lower in LEADERBOARD_METRICS:
+            entry[f"{key}_effect"] = entry[f"{key}_p"] = entry[f"{key}_p_adjusted"] = None
+            entry[f"{key}_verdict"] = "baseline" if own else None
+            if own or reference is None:
+                continue
+            members = groups[(entry["scenario"], entry["detector_set"], entry["profile"])]
+            comparison = mann_whitney(
+                [v for v in (m.metric(key) for m in members) if v is not None],
+                [v for v in (m.metric(key) for m in reference) if v is not None])
+            if comparison is None:
+                continue
+            entry[f"{key}_effect"], entry[f"{key}_p"] = comparison.effect, comparison.p_value
+            pending.setdefault(key, []).append((entry, comparison.p_value))
+    by_key = {(e["scenario"], e["detector_set"], e["profile"]): e for e in board}
+    for key, lower_is_better in ((k, lower) for k, _t, lower in LEADERBOARD_METRICS):
+        family = pending.get(key, [])
+        for (entry, _p), adjusted in zip(family, holm([p for _e, p in family]), strict=True):
+            entry[f"{key}_p_adjusted"] = adjusted
+            base = by_key[(entry["scenario"], entry["baseline"], entry["profile"])]
+            overlap = intervals_overlap((entry[f"{key}_ci_low"], entry[f"{key}_ci_high"]),
+                                        (base[f"{key}_ci_low"], base[f"{key}_ci_high"]))
+            if adjusted >= SIGNIFICANCE or overlap or entry[f"{key}_effect"] == 0:
+                entry[f"{key}_verdict"] = NOT_ENOUGH_RUNS
+            else:
+                higher = entry[f"{key}_effect"] > 0
+                entry[f"{key}_verdict"] = "worse" if higher == lower_is_better else "better"
+
+
 def _cell_text(entry: dict[str, Any], key: str) -> str:
-    median, iqr = entry[f"{key}_median"], entry[f"{key}_iqr"]
+    """``median [Q1, Q3]; mean (95 % CI low-high); n``."""
+    median = entry[f"{key}_median"]
     if median is None:
         return "n/a"
-    text = f"{median:.3g}"
-    if iqr:
-        text += f" ± {iqr / 2:.2g}"
-    return text
+    text = f"{median:.3g} [{entry[f'{key}_q1']:.3g}, {entry[f'{key}_q3']:.3g}]"
+    low, high = entry[f"{key}_ci_low"], entry[f"{key}_ci_high"]
+    return text + f"; {entry[f'{key}_mean']:.3g} ({low:.3g}–{high:.3g}); n={entry[f'{key}_n']}"
+
+
+def _versus_text(entry: dict[str, Any], key: str = "grade_score") -> str:
+    """The row's comparison with its baseline on ``key``."""
+    verdict = entry.get(f"{key}_verdict")
+    if verdict is None or verdict == "baseline":
+        return verdict or "–"
+    return (f"{verdict} (δ={entry[f'{key}_effect']:+.2f}, "
+            f"p={entry[f'{key}_p_adjusted']:.2g})")
+
+
+LEADERBOARD_EXPLAINED = (
+    "Each cell: median [Q1, Q3]; mean (95 % bootstrap confidence interval); n runs. "
+    "'vs baseline' compares the grade score with the baseline detector set's on the same "
+    "scenario and worm: Cliff's delta δ and the Mann-Whitney p-value, Holm-corrected; "
+    "\"not enough runs to tell\" unless p < 0.05 and the intervals do not overlap. Ranked per "
+    "scenario by median grade score.")
 
 
 def leaderboard_csv(board: list[dict[str, Any]]) -> str:
-    columns = ["rank", "scenario", "detector_set", "profile", "runs", "contained", "detected"]
+    columns = ["rank", "scenario", "detector_set", "profile", "runs", "contained", "detected",
+               "baseline"]
     for key, _title, _lower in LEADERBOARD_METRICS:
-        columns += [f"{key}_median", f"{key}_iqr", f"{key}_n"]
+        columns += [f"{key}_{part}" for part in (
+            "median", "iqr", "n", "q1", "q3", "mean", "ci_low", "ci_high", "effect", "p",
+            "p_adjusted", "verdict")]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -352,49 +451,53 @@ def leaderboard_csv(board: list[dict[str, Any]]) -> str:
 
 
 def leaderboard_markdown(board: list[dict[str, Any]], title: str) -> str:
-    header = ["#", "scenario", "detectors", "worm", "contained", *(
+    header = ["#", "scenario", "detectors", "worm", "contained", "vs baseline", *(
         t for _k, t, _l in LEADERBOARD_METRICS)]
-    lines = [f"# {title}", "",
-             "Medians over seeds; `± x` is half the interquartile range. Ranked per scenario by "
-             "median grade score.", "",
+    lines = [f"# {title}", "", LEADERBOARD_EXPLAINED, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in board:
         cells = [str(entry["rank"]), entry["scenario"], entry["detector_set"], entry["profile"],
-                 f"{entry['contained']}/{entry['runs']}",
+                 f"{entry['contained']}/{entry['runs']}", _versus_text(entry),
                  *(_cell_text(entry, key) for key, _t, _l in LEADERBOARD_METRICS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def leaderboard_html(board: list[dict[str, Any]], title: str) -> str:
-    """One offline HTML file: the table, and bars of median grade score with IQR whiskers."""
+    """One offline HTML file: the table, and bars of median grade score with a whisker from Q1
+    to Q3 (not median ± IQR/2, which misdraws skewed data)."""
     header = "".join(f"<th>{escape(h)}</th>" for h in (
-        "#", "scenario", "detectors", "worm", "contained",
+        "#", "scenario", "detectors", "worm", "contained", "vs baseline",
         *(t for _k, t, _l in LEADERBOARD_METRICS)))
     rows = []
     for entry in board:
         cells = [str(entry["rank"]), entry["scenario"], entry["detector_set"], entry["profile"],
-                 f"{entry['contained']}/{entry['runs']}",
+                 f"{entry['contained']}/{entry['runs']}", _versus_text(entry),
                  *(_cell_text(entry, key) for key, _t, _l in LEADERBOARD_METRICS)]
         rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     bar_height, width, left = 22, 900, 330
+    scale = (width - left - 40) / 100.0
     svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' "
            f"height='{bar_height * len(board) + 40}' role='img' aria-label='grade scores'>"]
     for index, entry in enumerate(board):
         y = 10 + index * bar_height
         median = entry["grade_score_median"] or 0.0
-        iqr = entry["grade_score_iqr"] or 0.0
-        scale = (width - left - 40) / 100.0
+        q1 = entry["grade_score_q1"] if entry["grade_score_q1"] is not None else median
+        q3 = entry["grade_score_q3"] if entry["grade_score_q3"] is not None else median
         label = f"{entry['scenario']} / {entry['detector_set']} / {entry['profile']}"
         svg.append(f"<text x='{left - 8}' y='{y + 15}' font-size='12' text-anchor='end'>"
                    f"{escape(label)}</text>")
         svg.append(f"<rect x='{left}' y='{y + 3}' width='{median * scale:.1f}' height='15' "
-                   f"fill='#42a5f5'><title>median {median:.1f}, IQR {iqr:.1f}</title></rect>")
-        low, high = max(0.0, median - iqr / 2), min(100.0, median + iqr / 2)
-        svg.append(f"<line x1='{left + low * scale:.1f}' x2='{left + high * scale:.1f}' "
-                   f"y1='{y + 10}' y2='{y + 10}' stroke='#263238' stroke-width='2'/>")
-        svg.append(f"<text x='{left + median * scale + 6:.1f}' y='{y + 15}' font-size='11'>"
-                   f"{median:.1f}</text>")
+                   f"fill='#42a5f5'><title>median {median:.1f}, Q1 {q1:.1f}, Q3 {q3:.1f}"
+                   f"</title></rect>")
+        x1, x3 = left + q1 * scale, left + q3 * scale
+        svg.append(f"<line class='quartiles' x1='{x1:.1f}' x2='{x3:.1f}' y1='{y + 10}' "
+                   f"y2='{y + 10}' stroke='#263238' stroke-width='2'/>")
+        for x in (x1, x3):
+            svg.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y + 6}' y2='{y + 14}' "
+                       f"stroke='#263238' stroke-width='2'/>")
+        svg.append(f"<text x='{left + max(median, q3) * scale + 6:.1f}' y='{y + 15}' "
+                   f"font-size='11'>{median:.1f}</text>")
     svg.append("</svg>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
             f"{escape(title)}</title><style>body{{font-family:'DejaVu Sans',Arial,sans-serif;"
@@ -402,16 +505,16 @@ def leaderboard_html(board: list[dict[str, Any]], title: str) -> str:
             "th,td{border:1px solid #cfd8dc;padding:4px 8px;text-align:right}td{white-space:nowrap}"
             "th{background:#eceff1}td:nth-child(2),td:nth-child(3),td:nth-child(4)"
             "{text-align:left}</style></head><body>"
-            f"<h1>{escape(title)}</h1><p>Medians over seeds; ± is half the interquartile range. "
-            "Ranked per scenario by median grade score (see docs/metrics.md).</p>"
-            f"<table><tr>{header}</tr>{''.join(rows)}</table><h2>Median grade score</h2>"
-            + "".join(svg) + "</body></html>\n")
+            f"<h1>{escape(title)}</h1><p>{escape(LEADERBOARD_EXPLAINED)}</p>"
+            f"<table><tr>{header}</tr>{''.join(rows)}</table><h2>Median grade score "
+            "(whiskers: Q1 to Q3)</h2>" + "".join(svg) + "</body></html>\n")
 
 
-def write_leaderboard(out_dir: Path, rows: list[BenchRow], title: str) -> dict[str, Path]:
+def write_leaderboard(out_dir: Path, rows: list[BenchRow], title: str,
+                      baseline: str | None = None) -> dict[str, Path]:
     """Write runs.csv (one row per run), leaderboard.{csv,md,html} and bench.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    board = leaderboard(rows)
+    board = leaderboard(rows, baseline)
     paths = {"runs": out_dir / "runs.csv", "csv": out_dir / "leaderboard.csv",
              "markdown": out_dir / "leaderboard.md", "html": out_dir / "leaderboard.html",
              "json": out_dir / "bench.json"}
@@ -474,5 +577,5 @@ def run_bench(bench: LoadedBench, out_dir: Path, *, run_cell: RunCell | None = N
         rows.append(row)
         if progress is not None:
             progress(index + 1, len(cells), cell, row)
-    paths = write_leaderboard(out_dir, rows, f"bench {bench.spec.name}")
+    paths = write_leaderboard(out_dir, rows, f"bench {bench.spec.name}", bench.spec.baseline)
     return rows, paths

@@ -4,6 +4,9 @@ Owns:
 - ``ReachabilityOracle``: "can an infected host still infect anyone?" under the topology's policy
   plus the containment enforced at a moment, decided by ``policy.decide_flow`` (the reference
   semantics).
+- ``PolicyClasses``: the hosts partitioned so that decide_flow's verdict between two hosts
+  depends only on their classes; what makes the oracle and the timeline scale to a million
+  hosts (and the simulator's fast path decide flows per class pair).
 - ``ContainmentTimeline``: infections and logged actions replayed in time order into a
   ``ContainmentState``, with the peak of active infections, when each host was first quarantined
   and since when the outbreak has been contained. It is incremental, so the runner's live stop
@@ -20,30 +23,184 @@ Must not touch: files. It is fed records; reading ground truth is ``testbed.trut
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 from collections.abc import Iterable
+from functools import cached_property
 from typing import Literal
 
 from testbed.actions import ActionRecord, apply_action
-from testbed.model.topology import Host, Topology
-from testbed.policy import ContainmentState, decide_flow
+from testbed.model.topology import Host, HostFirewall, Topology
+from testbed.policy import Block, ContainmentState, decide_flow
 
-__all__ = ["ContainmentTimeline", "OutbreakStatus", "ReachabilityOracle"]
+__all__ = ["ContainmentTimeline", "OutbreakStatus", "PolicyClasses", "ReachabilityOracle"]
 
 OutbreakStatus = Literal["dormant", "spreading", "contained", "burned-out"]
+
+
+class PolicyClasses:
+    """The topology's hosts partitioned so that ``decide_flow``'s verdict between two hosts
+    depends only on their classes (what makes containment checks cost O(classes^2), not
+    O(infected x susceptible)).
+
+    Why that is exact: for a flow from host S to host T's service (port, proto) under a state
+    whose quarantine is handled apart (a quarantined host is no source and no target),
+    decide_flow reads S's segment (the router path), whether S's and T's addresses lie in each
+    network some router rule, host firewall rule or block names (a block's host name is its
+    address as a /32; every router interface address is such a network too), T's firewall and,
+    for "can S infect T", T's vulnerable (port, proto) pairs. Hosts equal in all of these are
+    one class. The membership bits are computed with arrays; the rest with one pass over the
+    hosts, cached by the shared model objects.
+    """
+
+    def __init__(self, topology: Topology, blocks: Iterable[Block] = ()) -> None:
+        import numpy as np
+
+        self.topology = topology
+        self.hosts: list[Host] = list(topology.hosts.values())
+        self.index = {host.name: position for position, host in enumerate(self.hosts)}
+        networks: dict[tuple[int, int], None] = {}
+
+        def note(network: ipaddress.IPv4Network) -> None:
+            networks[(int(network.network_address), int(network.netmask))] = None
+
+        for segment in topology.segments.values():
+            note(segment.cidr)  # decide_flow locates the destination's segment by address
+        for router in topology.routers.values():
+            for address in router.interfaces.values():
+                note(ipaddress.IPv4Network(address))
+            for rule in router.rules:
+                for endpoint in (*rule.sources, *rule.destinations):
+                    for network in endpoint.networks:
+                        note(network)
+        segment_index: dict[str, int] = {}
+        firewall_values: dict[HostFirewall, int] = {}
+        kind_values: dict[tuple[tuple[int, str], ...], int] = {}
+        self._vulnerable_ports: list[tuple[tuple[int, str], ...]] = []
+        count = len(self.hosts)
+        shape_index: dict[tuple[object, ...], int] = {}  # model objects' ids -> shape
+        shape_columns: list[tuple[int, int, int]] = []  # shape -> (segment, firewall, kind)
+        shapes: list[int] = []
+        firewall_of: dict[int, int] = {}  # id(firewall) -> its class index (0: open)
+        for host in self.hosts:
+            firewall = host.firewall
+            firewall_id = firewall_of.get(id(firewall))
+            if firewall_id is None:
+                firewall_id = 0 if firewall.is_open else firewall_values.setdefault(
+                    firewall, len(firewall_values) + 1)
+                firewall_of[id(firewall)] = firewall_id
+                for rule in firewall.rules:
+                    for endpoint in (*rule.sources, *rule.destinations):
+                        for network in endpoint.networks:
+                            note(network)
+            key = (host.segment, firewall_id, id(host.patched), *map(id, host.services))
+            shape = shape_index.get(key)
+            if shape is None:
+                ports = tuple(sorted({(s.port, s.proto) for s in host.vulnerable_services()}))
+                kind = kind_values.setdefault(ports, len(kind_values))
+                if kind == len(self._vulnerable_ports):
+                    self._vulnerable_ports.append(ports)
+                shape = shape_index[key] = len(shape_columns)
+                shape_columns.append((segment_index.setdefault(host.segment, len(segment_index)),
+                                      firewall_id, kind))
+            shapes.append(shape)
+        columns = np.array(shape_columns, dtype=np.int64).reshape(-1, 3)[
+            np.array(shapes, dtype=np.int64)]
+        addresses = np.fromiter((int(host.ip) for host in self.hosts), dtype=np.int64,
+                                count=count)
+        for block in blocks:
+            for named in (block.source, block.destination):
+                if named == "any":
+                    continue
+                if named in topology.hosts:
+                    note(ipaddress.IPv4Network(topology.hosts[named].ip))
+                else:
+                    note(ipaddress.IPv4Network(named, strict=False))
+        bits = [((addresses & mask) == network).astype(np.int64)
+                for network, mask in networks]
+        keys = np.column_stack([columns, *bits]) if bits else columns
+        if count and len(bits) <= 16 and int(columns.max()) < 1 << 15:
+            packed = (columns[:, 0] << 48) | (columns[:, 1] << 32) | (columns[:, 2] << 16)
+            for position, bit in enumerate(bits):
+                packed |= bit << position
+            _, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+        elif count:
+            _, first, inverse = np.unique(keys, axis=0, return_index=True,
+                                          return_inverse=True)
+        else:
+            first = inverse = np.zeros(0, dtype=np.int64)
+        self.of: list[int] = inverse.reshape(-1).tolist()  # host position -> class
+        self.representative: list[Host] = [self.hosts[int(p)] for p in first]
+        self.ports: list[tuple[tuple[int, str], ...]] = [
+            self._vulnerable_ports[int(keys[int(p), 2])] for p in first]
+        exposed = np.array([bool(ports) for ports in self.ports], dtype=bool)
+        susceptible = exposed[inverse.reshape(-1)] if count else np.zeros(0, dtype=bool)
+        self.susceptible: list[bool] = susceptible.tolist()
+        self.susceptible_in: list[int] = np.bincount(
+            inverse.reshape(-1)[susceptible], minlength=len(first)).tolist()
+        self.susceptible_total = sum(self.susceptible_in)
+        self.blocks = tuple(blocks)
+        self._verdicts: dict[tuple[int, int], bool] = {}
+        self._blocks = ContainmentState(blocks=list(blocks))
+
+    def count_susceptible(self, names: Iterable[str]) -> int:
+        index, susceptible = self.index, self.susceptible
+        return sum(1 for name in names
+                   if (position := index.get(name)) is not None and susceptible[position])
+
+    def __len__(self) -> int:
+        return len(self.representative)
+
+    def allows(self, source_class: int, target_class: int, port: int, proto: str) -> bool:
+        """decide_flow for a host of ``source_class`` to a host of ``target_class`` on
+        (port, proto), neither quarantined, under the blocks these classes were built with."""
+        target = self.representative[target_class]
+        return decide_flow(self.topology, self.representative[source_class], target.ip, port,
+                           proto, self._blocks).allowed
+
+    def can_infect(self, source_class: int, target_class: int) -> bool:
+        """Whether a host of ``source_class`` reaches a vulnerable service of a host of
+        ``target_class`` (neither quarantined; the blocks these classes were built with)."""
+        key = (source_class, target_class)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = any(self.allows(source_class, target_class, port, proto)
+                          for port, proto in self.ports[target_class])
+            self._verdicts[key] = verdict
+        return verdict
+
+    def open_pair(self, sources: Iterable[int], targets: Iterable[int]) -> bool:
+        """Whether any of ``sources`` (classes with an active infected host) can infect any of
+        ``targets`` (classes with a live susceptible host)."""
+        target_list = list(targets)
+        return any(self.can_infect(s, t) for s in sources for t in target_list)
 
 
 class ReachabilityOracle:
     """Answers "can an infected host still infect anyone?" under policy plus containment.
 
-    The topology's own verdict for a (source, target, service) triple never changes during a run,
-    so it is cached; only flows the topology allows are re-decided under the current containment.
+    ``can_infect`` and ``exposures`` decide host pairs with ``decide_flow`` (the topology's own
+    verdict for a triple never changes during a run, so it is cached; only flows the topology
+    allows are re-decided under the current containment). ``contained`` and ``burned_out``
+    decide the same question per policy class (:class:`PolicyClasses`), in
+    O(infected + quarantined + classes^2) instead of O(infected x susceptible).
     """
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self._base: dict[tuple[str, str, int, str], bool] = {}
-        self._targets = [h for h in topology.hosts.values() if h.susceptible]
+        self._classes: PolicyClasses | None = None
+
+    @cached_property
+    def _targets(self) -> list[Host]:
+        return [h for h in self.topology.hosts.values() if h.susceptible]
+
+    def classes(self, blocks: Iterable[Block] = ()) -> PolicyClasses:
+        """The policy classes under ``blocks`` (rebuilt only when the blocks change)."""
+        blocks = tuple(blocks)
+        if self._classes is None or self._classes.blocks != blocks:
+            self._classes = PolicyClasses(self.topology, blocks)
+        return self._classes
 
     def _allowed(self, source: Host, target: Host, port: int, proto: str,
                  state: ContainmentState) -> bool:
@@ -81,20 +238,26 @@ class ReachabilityOracle:
     def burned_out(self, infected: Iterable[str], patient_zero: Iterable[str]) -> bool:
         """Every susceptible host (besides patient zero) fell: nothing was left to protect, so
         the outbreak ran its course rather than being contained."""
+        classes = self._classes or self.classes()  # susceptibility does not depend on blocks
         infected_set, origin = set(infected), set(patient_zero)
-        others = [t.name for t in self._targets if t.name not in origin]
-        return bool(others) and all(name in infected_set for name in others)
+        others = classes.susceptible_total - classes.count_susceptible(origin)
+        return others > 0 and classes.count_susceptible(infected_set - origin) == others
 
     def contained(self, infected: Iterable[str], state: ContainmentState) -> bool:
+        classes = self.classes(state.blocks)
         infected_set = set(infected)
-        for source in sorted(infected_set - state.quarantined):
-            if source not in self.topology.hosts:
-                continue
-            for target in self._targets:
-                if target.name not in infected_set and self.can_infect(source, target.name,
-                                                                       state):
-                    return False
-        return True
+        index, of = classes.index, classes.of
+        sources = {of[index[name]] for name in infected_set - state.quarantined
+                   if name in index}
+        if not sources:
+            return True
+        taken = [0] * len(classes)
+        for name in infected_set | state.quarantined:
+            position = index.get(name)
+            if position is not None and classes.susceptible[position]:
+                taken[of[position]] += 1
+        targets = [c for c, total in enumerate(classes.susceptible_in) if total > taken[c]]
+        return not classes.open_pair(sources, targets)
 
 
 _INFECTION, _ACTION = 0, 1  # at equal times, infections apply before actions (scorer's order)
@@ -109,6 +272,11 @@ class ContainmentTimeline:
     moment are applied together (infections first), then the moment is judged: ``peak`` (most
     infected, unquarantined hosts at once), ``contained_since`` (start of the current contained
     stretch, None while spreading) and ``status``.
+
+    Judging a moment costs O(classes^2) (:class:`PolicyClasses`), not O(infected x
+    susceptible): per policy class it keeps the infected, unquarantined hosts (possible
+    sources) and the susceptible hosts infected or quarantined (no longer targets), updated by
+    each change; a change of blocks rebuilds the classes and recounts.
     """
 
     def __init__(self, topology: Topology, patient_zero: Iterable[str] = ()) -> None:
@@ -125,6 +293,12 @@ class ContainmentTimeline:
         self._pending: list[tuple[float, int, int, str | ActionRecord]] = []
         self._order = itertools.count()
         self._known_infections: set[str] = set()
+        self._classes: PolicyClasses | None = None  # None: to be (re)built and recounted
+        self._active_in: list[int] = []  # class -> infected, unquarantined hosts
+        self._taken_in: list[int] = []  # class -> susceptible hosts infected or quarantined
+        self._active = 0  # infected, unquarantined hosts
+        self._others = 0  # susceptible hosts besides patient zero
+        self._others_infected = 0
 
     def infect(self, host: str, at: float) -> bool:
         """Record ``host``'s infection at ``at``; False if it is not a host or already known.
@@ -153,26 +327,87 @@ class ContainmentTimeline:
                 _, kind, _, payload = heapq.heappop(self._pending)
                 if kind == _INFECTION:
                     assert isinstance(payload, str)
-                    self.infected.setdefault(payload, moment)
+                    if payload not in self.infected:
+                        classes = self._ensure_classes()
+                        self._count(payload, -1)
+                        self.infected[payload] = moment
+                        self._count(payload, +1)
+                        if payload not in self.patient_zero and \
+                                classes.susceptible[classes.index[payload]]:
+                            self._others_infected += 1
                 else:
                     assert isinstance(payload, ActionRecord)
-                    apply_action(self.state, payload)
+                    self._apply(payload)
                     if payload.action == "quarantine" and payload.ok:
                         self.quarantined_at.setdefault(payload.target, moment)
             self._judge(moment)
             changed = True
         return changed
 
+    # ---- incremental counts --------------------------------------------------------------
+    def _ensure_classes(self) -> PolicyClasses:
+        classes = self._classes
+        if classes is None:
+            classes = self._classes = self.oracle.classes(self.state.blocks)
+            self._active_in = [0] * len(classes)
+            self._taken_in = [0] * len(classes)
+            self._active = 0
+            for name in set(self.infected) | self.state.quarantined:
+                self._count(name, +1)
+            self._others = classes.susceptible_total - classes.count_susceptible(
+                self.patient_zero)
+            self._others_infected = classes.count_susceptible(
+                set(self.infected) - self.patient_zero)
+        return classes
+
+    def _count(self, host: str, sign: int) -> None:
+        """Add (+1) or remove (-1) ``host``'s share of the per-class counts."""
+        classes = self._classes
+        if classes is None:
+            return  # counted from scratch when the classes are built
+        position = classes.index.get(host)
+        if position is None:
+            return
+        cls = classes.of[position]
+        infected = host in self.infected
+        quarantined = host in self.state.quarantined
+        if infected and not quarantined:
+            self._active_in[cls] += sign
+            self._active += sign
+        if classes.susceptible[position] and (infected or quarantined):
+            self._taken_in[cls] += sign
+
+    def _apply(self, record: ActionRecord) -> None:
+        state = self.state
+        before_quarantined, before_blocks = set(state.quarantined), list(state.blocks)
+        for host in before_quarantined ^ self._quarantine_after(record):
+            self._count(host, -1)
+        apply_action(state, record)
+        for host in before_quarantined ^ state.quarantined:
+            self._count(host, +1)
+        if state.blocks != before_blocks:
+            self._classes = None  # the blocks split hosts differently: rebuild and recount
+
+    def _quarantine_after(self, record: ActionRecord) -> set[str]:
+        """The quarantined set ``record`` will leave (applied to a copy)."""
+        preview = ContainmentState(set(self.state.quarantined))
+        apply_action(preview, record)
+        return preview.quarantined
+
     def _judge(self, moment: float) -> None:
-        active = set(self.infected) - self.state.quarantined
-        self.peak = max(self.peak, len(active))
         if not self.infected:
             self.status = "dormant"
             return
-        if self.oracle.burned_out(self.infected, self.patient_zero):
+        classes = self._ensure_classes()
+        self.peak = max(self.peak, self._active)
+        if self._others > 0 and self._others_infected == self._others:
             self.status = "burned-out"
             self.contained_since = None
-        elif self.oracle.contained(self.infected, self.state):
+            return
+        sources = [c for c, count in enumerate(self._active_in) if count]
+        targets = [c for c, total in enumerate(classes.susceptible_in)
+                   if total > self._taken_in[c]]
+        if not sources or not classes.open_pair(sources, targets):
             self.status = "contained"
             if self.contained_since is None:
                 self.contained_since = moment

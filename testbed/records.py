@@ -9,7 +9,7 @@ Who writes what (the wall between ground truth and detection):
 - agents write ground truth to ``<state_dir>/hosts/<host>/events.jsonl`` (GroundTruthEvent);
   ``testbed.truth`` is its only reader (for the scorer, the report and the runner), never
   detectors or responders;
-- detectors emit alerts (Alert, Suricata-EVE compatible) to ``alerts.jsonl``;
+- detectors emit alerts (Alert, Suricata EVE records: ``testbed.eve``) to ``alerts.jsonl``;
 - responders and manual commands write ``actions.jsonl`` (typed: ``testbed.actions.ActionRecord``).
 """
 
@@ -35,7 +35,12 @@ prohibited (ICMP admin prohibited), unreachable (ICMP host/net unreachable or no
 (a benign-looking interleaved connection succeeded)."""
 
 
+EVENTS_VERSION = 1
+"""``event_version`` every ground-truth event carries; bumped when the shape changes."""
+
+
 class GroundTruthEvent(TypedDict, total=False):
+    event_version: int  # EVENTS_VERSION of the writer
     wall: float
     mono: float
     host: str  # the host whose agent wrote it
@@ -65,21 +70,21 @@ class GroundTruthEvent(TypedDict, total=False):
 
 
 class AlertRecord(TypedDict, total=False):
-    """Suricata EVE ``alert`` compatible, plus the testbed's own keys."""
+    """A Suricata EVE ``alert`` record (``testbed.eve`` builds and reads it; version 2)."""
 
-    timestamp: str  # ISO 8601 with microseconds and zone, as in EVE
+    timestamp: str  # EVE: ISO 8601 with microseconds and a +0000 zone
+    flow_id: int  # derived from community_id: the same in the flow's records
+    in_iface: str  # the tap that saw it, else the sensor's name
     event_type: Literal["alert"]
     src_ip: str
     src_port: int
     dest_ip: str
     dest_port: int
     proto: str  # "TCP", "UDP", "ICMP", "ARP"
-    alert: dict[str, Any]  # action, gid, signature_id, rev, signature, category, severity
-    # testbed keys
-    mono: float
-    detector: str
-    host: str | None  # source host name if the sensor's address book knows it
-    evidence: dict[str, Any]
+    community_id: str  # Community ID v1 of the flow (testbed.community_id)
+    host: str  # EVE: the sensor's name
+    alert: dict[str, Any]  # action, gid, signature_id, rev, signature, category, severity,
+    # metadata: {alert_version, detector, mono, src_host, evidence}
 
 
 def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:

@@ -8,6 +8,9 @@ is at most ``min_severity``), it schedules the rule's action on the alert's sour
 acts once per host and action, and carries each out with ``testbed.actions.execute_action``,
 which logs it -- applied or failed -- with its time and cause to the run's ``ActionLog``
 (``actions.jsonl``; the same log manual commands from other terminals append to).
+With ``policy: FILE`` a trained defender (``testbed.gym.policies.PolicyDriver``, numpy only)
+decides instead of the rules, once per its decision interval, from the alerts so far and the
+containment this responder applied.
 
 Must not touch: ground truth (it knows only alerts and the topology's address inventory), and
 addresses outside the topology (an alert about them is ignored, never acted on).
@@ -24,10 +27,18 @@ from pathlib import Path
 from typing import Protocol
 
 from detectors.base import Alert
-from testbed.actions import Action, ActionLog, ActionRecord, ActionTarget, execute_action
+from testbed.actions import (
+    Action,
+    ActionLog,
+    ActionRecord,
+    ActionTarget,
+    apply_action,
+    execute_action,
+)
 from testbed.errors import TestbedError
 from testbed.model.scenario_spec import ResponseRuleSpec, ResponseSpec
 from testbed.model.topology import Topology
+from testbed.policy import ContainmentState
 
 __all__ = ["PlannedAction", "Responder", "ResponseTarget"]
 
@@ -74,6 +85,12 @@ class Responder:
         topology = deployment.topology
         self._host_by_ip = {str(h.ip): name for name, h in topology.hosts.items()}
         self._topology = topology
+        self._driver = None
+        self._containment = ContainmentState()  # what this responder applied (policy input)
+        if spec.policy is not None and spec.automation:
+            from testbed.gym.policies import MlpPolicy, PolicyDriver  # numpy only
+
+            self._driver = PolicyDriver(MlpPolicy.load(spec.policy), topology)
 
     # ---- intake ------------------------------------------------------------------------------
     def resolve_host(self, alert: Alert) -> str | None:
@@ -87,6 +104,9 @@ class Responder:
         if not self.spec.automation:
             self.ignored.append((alert, "automation is off"))
             return []
+        if self._driver is not None:
+            self._driver.alert(alert)
+            return self.tick(self.clock())
         matching = [(i, rule) for i, rule in enumerate(self.spec.rules)
                     if ("any" in rule.on or alert.detector in rule.on)
                     and alert.severity <= rule.min_severity]
@@ -115,11 +135,15 @@ class Responder:
             return sorted(self._planned)
 
     def next_due(self) -> float | None:
+        if self._driver is not None:
+            return self._driver.next_due()
         with self._lock:
             return self._planned[0].due if self._planned else None
 
     def tick(self, now: float) -> list[ActionRecord]:
         """Apply every planned action whose reaction delay has passed; return their records."""
+        if self._driver is not None:
+            return self._policy_tick(now)
         applied: list[ActionRecord] = []
         while True:
             with self._lock:
@@ -128,6 +152,22 @@ class Responder:
                 planned = heapq.heappop(self._planned)
             applied.append(self._apply(planned))
         return applied
+
+    def _policy_tick(self, now: float) -> list[ActionRecord]:
+        assert self._driver is not None
+        records = []
+        for kind, host in self._driver.decide(now, self._containment):
+            action = (Action(kind=kind, target=host, destination="any")  # type: ignore[arg-type]
+                      if kind in ("block", "unblock") else Action(kind=kind, target=host))  # type: ignore[arg-type]
+            try:
+                record = execute_action(self.deployment, action, cause={"policy": self.spec.policy},
+                                        log=self.log, clock=self.clock)
+            except TestbedError as err:  # logged as failed; the run goes on
+                record = err.action_record  # type: ignore[attr-defined]
+            apply_action(self._containment, record)
+            self.records.append(record)
+            records.append(record)
+        return records
 
     def _apply(self, planned: PlannedAction) -> ActionRecord:
         rule, alert = planned.rule, planned.alert

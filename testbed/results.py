@@ -140,7 +140,7 @@ class RunInfo(_Record):
     timings_s: dict[str, float] = Field(default_factory=dict,
                                         description="Wall seconds of the runner's phases.")
     labelled_flows: int | None = Field(default=None,
-                                       description="Rows written to labels.csv (pcap runs).")
+                                       description="Rows written to labels.csv (one per flow).")
 
 
 class LaunchPadEscape(_Record):

@@ -29,6 +29,7 @@ import pydantic
 from testbed.actions import ActionRecord, parse_action_records
 from testbed.containment import ContainmentTimeline
 from testbed.errors import RunError
+from testbed.eve import alert_detector, alert_source_host, alert_time
 from testbed.model.spec import Tier
 from testbed.model.topology import Host, Topology
 from testbed.records import read_json_lines
@@ -101,7 +102,7 @@ class RunRecords:
     t0: float  # start of the outbreak, on the run's clock
     end: float  # when the run stopped (stop requested)
     events: Sequence[Mapping[str, Any]] = ()  # GroundTruthEvent shapes
-    alerts: Sequence[Mapping[str, Any]] = ()  # AlertRecord shapes
+    alerts: Sequence[Mapping[str, Any]] = ()  # AlertRecord shapes (EVE; version 1 read too)
     actions: Sequence[ActionRecord] = ()
     patient_zero: tuple[str, ...] = ()
     detectors: tuple[str, ...] = ()  # configured detectors: each gets a row, alerts or not
@@ -143,9 +144,11 @@ def load_run_records(run_dir: Path, topology: Topology) -> RunRecords:
 
 
 def alert_host(alert: Mapping[str, Any], topology: Topology) -> str | None:
-    """The host an alert accuses: its ``host`` key, else the owner of ``src_ip``."""
-    host = alert.get("host")
-    if isinstance(host, str) and host in topology.hosts:
+    """The host an alert accuses: the source host named in ``alert.metadata`` (or, in version-1
+    records, the top-level ``host``; in EVE that key is the sensor's name), else the owner of
+    ``src_ip``."""
+    host = alert_source_host(alert)
+    if host is not None and host in topology.hosts:
         return host
     try:
         owner = topology.host_by_ip.get(ipaddress.IPv4Address(str(alert.get("src_ip", ""))))
@@ -199,9 +202,8 @@ def outbreak(records: RunRecords) -> Outbreak:
     probes_by_host = probe_times_by_host(events, topology.hosts)
     first_probe = min((times[0] for times in probes_by_host.values()), default=None)
     first_infection = min(infected_at.values(), default=None)
-    accusations = [Accusation(float(a.get("mono", 0.0)), str(a.get("detector", "unknown")),
-                              alert_host(a, topology))
-                   for a in sorted(records.alerts, key=lambda a: float(a.get("mono", 0.0)))]
+    accusations = [Accusation(alert_time(a), alert_detector(a), alert_host(a, topology))
+                   for a in sorted(records.alerts, key=alert_time)]
     timeline = ContainmentTimeline(topology, patient_zero)
     for host, when in infected_at.items():
         timeline.infect(host, when)

@@ -1,9 +1,10 @@
 """Validate topology and scenario files, telling which is which by their content.
 
 Owns: recognising a file's kind (a scenario has ``worm:`` and ``topology:``, a worm profile has
-``params:`` and ``imitates``/``description``, a bench file ``scenarios:``/``detector_sets:``, else
-it is a topology) and collecting diagnostics. A scenario's detectors are checked against the
-detector registry (``testbed.detection.scenario_from_document``), as ``testbed run`` checks them.
+``params:`` and ``imitates``/``description``, a bench file ``scenarios:``/``detector_sets:``, a
+sweep ``grid:`` and ``scenario:``, else it is a topology) and collecting diagnostics. A
+scenario's detectors are checked against the detector registry
+(``testbed.detection.scenario_from_document``), as ``testbed run`` checks them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def validate_file(path: str | Path) -> FileReport:
             report.summary = (f"bench {bench.spec.name!r}: "
                               f"{_count(len(bench.scenarios), 'scenario')}, "
                               f"{_count(len(bench.cells()), 'run')}")
+        elif "grid" in data and "scenario" in data:
+            from testbed.experiments.sweep import load_sweep, sweep_matrix  # a parameter sweep
+
+            report.kind = "sweep"
+            spec, base = load_sweep(path)
+            report.summary = (f"sweep {spec.name!r} over {base.name!r}: "
+                              f"{_count(len(sweep_matrix(spec, base).jobs), 'run')}")
         elif "params" in data and "segments" not in data:
             import pydantic
 

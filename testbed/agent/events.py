@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testbed.records import EVENT_TYPES
+from testbed.records import EVENT_TYPES, EVENTS_VERSION
 
 __all__ = ["TECHNIQUES", "EventLog"]
 
@@ -50,8 +50,9 @@ class EventLog:
     def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
-        record: dict[str, Any] = {"wall": time.time(), "mono": time.monotonic(),
-                                  "host": self.host, "type": event_type}
+        record: dict[str, Any] = {"event_version": EVENTS_VERSION, "wall": time.time(),
+                                  "mono": time.monotonic(), "host": self.host,
+                                  "type": event_type}
         target = fields.get("target")
         if target is not None and "target_host" not in fields:
             record["target_host"] = self._book.get(target)

@@ -163,11 +163,18 @@ class Backend(ABC):
     """Realises topologies. Registered by name in ``testbed.backends.BACKENDS``."""
 
     name: str
+    simulated: bool = False
+    """True for a backend that simulates runs in virtual time instead of deploying a network
+    (``sim``): the runner then simulates the scenario (``testbed.sim``) and never calls
+    ``deploy``; ``up``, ``exec``, ``reach`` and manual containment have nothing to attach to."""
 
     @abstractmethod
     def deploy(self, topology: Topology, run_name: str, *,
-               progress: Progress | None = None) -> Deployment:
-        """Build the network; on failure remove what was built and raise BackendError."""
+               progress: Progress | None = None, agents: bool = True) -> Deployment:
+        """Build the network; on failure remove what was built and raise BackendError.
+
+        ``agents``: whether every host will run an agent (a run does; ``testbed up`` does not),
+        so that the capacity check before anything is made counts their memory."""
 
     @abstractmethod
     def attach(self, run_name: str) -> Deployment:

@@ -1,13 +1,15 @@
 """A set of configured detectors fed by one event stream.
 
 Owns: building detectors from scenario specs (``DetectorSet.from_specs``), dispatching each
-event only to the detectors whose ``KINDS`` want it, dropping router noise, and the default set.
+event only to the detectors whose ``KINDS`` want it, dropping router noise, tying each alert to
+the flow of the event that raised it (``attributed``), and the default set.
 Must not touch: ground truth, the deployment (responders act; detectors only speak).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from types import TracebackType
 
 from detectors.base import KINDS, Alert, ConnEvent, Detector, SensorContext
@@ -15,13 +17,29 @@ from detectors.registry import DETECTORS
 from testbed.errors import DetectorError
 from testbed.model.scenario_spec import DetectorSpec
 
-__all__ = ["DEFAULT_DETECTORS", "DetectorSet"]
+__all__ = ["DEFAULT_DETECTORS", "DetectorSet", "attributed"]
 
 DEFAULT_DETECTORS: tuple[str, ...] = ("trw", "throttle", "cbcrl", "fanout", "darknet",
                                       "signature", "graph")
 """The built-ins that run on connection events (``suricata`` runs its own capture)."""
 
 Observe = Callable[[ConnEvent], list[Alert]]
+
+
+def attributed(alerts: list[Alert], event: ConnEvent) -> list[Alert]:
+    """Alerts raised by ``event``, tied to its flow: an alert about the event's connection that
+    left the source port (or the tap) out gets the event's, so that its Community ID is the
+    flow's and it joins ``flows.jsonl`` and the labels (as a Suricata alert belongs to the flow
+    of the packet that fired it). Alerts about something else are kept as they are."""
+    out: list[Alert] = []
+    for alert in alerts:
+        if alert.src_ip == event.src and alert.dest_ip == event.dst \
+                and alert.dest_port == event.dport and alert.proto == event.proto \
+                and (not alert.src_port or not alert.in_iface):
+            alert = replace(alert, src_port=alert.src_port or event.sport,
+                            in_iface=alert.in_iface or event.tap)
+        out.append(alert)
+    return out
 
 
 class DetectorSet:
@@ -85,7 +103,7 @@ class DetectorSet:
         for observe in self._by_kind.get(event.kind, ()):
             produced = observe(event)
             if produced:
-                alerts += produced
+                alerts += attributed(produced, event)
         return alerts
 
     def observe_many(self, events: Iterable[ConnEvent]) -> list[Alert]:
@@ -97,7 +115,7 @@ class DetectorSet:
             for observe in by_kind.get(event.kind, ()):
                 produced = observe(event)
                 if produced:
-                    alerts += produced
+                    alerts += attributed(produced, event)
         return alerts
 
     def tick(self, now: float) -> list[Alert]:

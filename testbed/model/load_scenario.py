@@ -65,6 +65,23 @@ class Scenario:
     def name(self) -> str:
         return self.spec.name
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None,
+                  detectors: DetectorCatalog | None = None) -> Scenario:
+        """A scenario from a mapping shaped like a scenario YAML file, validated exactly as a
+        file is. Its ``topology`` path is relative to ``base_dir`` (default: the current
+        directory). ``detectors``: as for ``load_scenario`` (``testbed.detection`` passes the
+        registry's)."""
+        import yaml
+
+        from testbed.yamlsource import parse_yaml_text
+
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        name = str(data.get("name") or "scenario")
+        text = yaml.safe_dump(dict(data), sort_keys=False)
+        document = parse_yaml_text(text, str(base / f"{name}.yaml"))
+        return scenario_from_document(document, base / f"{name}.yaml", detectors=detectors)
+
     def worm_params(self) -> dict[str, Any]:
         """The profile's parameters with the scenario's overrides (and ``worm.rate``) applied."""
         params = dict(self.spec.worm.params)

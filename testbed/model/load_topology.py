@@ -7,16 +7,30 @@ fields ``defaults < group < host``. Collects every problem before raising, never
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
 from testbed.errors import Diagnostic, ValidationError
 from testbed.model.diagnose import diagnostics_from_pydantic, did_you_mean
-from testbed.model.spec import TIER_VALUES, HostFields, HostRuleSpec, RuleSpec, Tier, TopologySpec
+from testbed.model.spec import (
+    LARGEST_SEGMENT_PREFIX,
+    SMALLEST_SEGMENT_PREFIX,
+    TIER_VALUES,
+    HostFields,
+    HostRuleSpec,
+    RuleSpec,
+    SegmentSpec,
+    Tier,
+    TopologySpec,
+)
 from testbed.model.topology import (
     Endpoint,
     Host,
@@ -31,13 +45,82 @@ from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
 
 __all__ = ["MAX_HOSTS", "load_topology", "resolve_host_fields", "topology_from_document"]
 
-MAX_HOSTS = 5000
-"""More hosts than one machine can emulate; the planner alone handles them but deploys cannot."""
+MAX_HOSTS = 1_048_576
+"""The most hosts a topology may have: a /12's worth, the simulation backend's scale. How many an
+emulation backend holds depends on the machine; it says so before deploying anything
+(``testbed.backends.preflight``)."""
 
 PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in
                        ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 
 _INHERITED = tuple(name for name in HostFields.model_fields)
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """The resolved fields one declaration gives each of its hosts."""
+
+    tier: Tier
+    value: float
+    os: str
+    device: str
+    services: tuple[Service, ...]
+    trusts: tuple[str, ...]
+    trust_entries: tuple[str | tuple[str, ...], ...]  # as declared: a host, or a group's members
+    trusted_groups_members: frozenset[str]  # a member of one of these drops itself from trusts
+    patched: frozenset[str] | Literal[True]
+    cpus: float | None
+    memory_mb: int | None
+    image: str | None
+    description: str
+
+
+class _EndpointNames(Mapping[str, Endpoint]):
+    """Every name a rule may use (``any``, segments, groups, hosts) -> its Endpoint, made when a
+    rule first names it: a million-host topology's rules name a handful."""
+
+    _ANY = Endpoint("any", (ipaddress.IPv4Network("0.0.0.0/0"),))
+
+    def __init__(self, segments: Mapping[str, SegmentSpec], groups: dict[str, tuple[str, ...]],
+                 hosts: dict[str, Host]) -> None:
+        self._segments, self._groups, self._hosts = segments, groups, hosts
+        self._made: dict[str, Endpoint] = {"any": self._ANY}
+
+    def __getitem__(self, name: str) -> Endpoint:
+        made = self._made.get(name)
+        if made is not None:
+            return made
+        if name in self._segments:
+            made = Endpoint(name, (self._segments[name].cidr,))
+        elif name in self._groups:
+            made = Endpoint(name, tuple(_single(self._hosts[member].ip)
+                                        for member in self._groups[name]
+                                        if member in self._hosts))
+        elif name in self._hosts:
+            made = Endpoint(name, (_single(self._hosts[name].ip),))
+        else:
+            raise KeyError(name)
+        self._made[name] = made
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return (name == "any" or name in self._segments or name in self._groups
+                or name in self._hosts)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for names in (("any",), self._segments, self._groups, self._hosts):
+            for name in names:
+                if name not in seen:
+                    seen.add(name)
+                    yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _single(address: ipaddress.IPv4Address) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((int(address), 32))
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +154,22 @@ def topology_from_document(document: SourceDocument) -> Topology:
         spec = TopologySpec.model_validate(document.data)
     except pydantic.ValidationError as err:
         raise ValidationError(diagnostics_from_pydantic(err, document, topology_schema())) from None
-    return _Resolver(spec, document).resolve()
+    with _collector_paused():
+        return _Resolver(spec, document).resolve()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Resolving makes millions of objects for a large topology and no reference cycles; the
+    cyclic collector would rescan them all again and again (a million hosts: 58 s instead of
+    22 s to load)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Resolver:
@@ -88,16 +186,17 @@ class _Resolver:
     # ------------------------------------------------------------------------------------
     def resolve(self) -> Topology:
         spec = self.spec
+        # Counted before any member is stamped: the counts alone may ask for millions.
+        total = len(spec.hosts) + sum(group.count for group in spec.groups.values())
+        if total > MAX_HOSTS:
+            self.error(("groups",), f"{total} hosts is more than the limit of {MAX_HOSTS}",
+                       hint="split the topology or lower the group counts")
+            raise ValidationError(self.problems)
         self._check_segments()
         self._check_unique_names()
         segments = {name: Segment(name, s.cidr, s.zone, s.description)
                     for name, s in spec.segments.items()}
         host_specs = self._stamp_hosts()
-        if len(host_specs) > MAX_HOSTS:
-            self.error(("groups",),
-                       f"{len(host_specs)} hosts is more than the limit of {MAX_HOSTS}",
-                       hint="split the topology or lower the group counts")
-            raise ValidationError(self.problems)
         groups = {name: tuple(f"{name}-{i}" for i in range(1, g.count + 1))
                   for name, g in spec.groups.items()}
         reserved = self._reserve_fixed_addresses(host_specs)
@@ -129,9 +228,10 @@ class _Resolver:
             if not any(segment.cidr.subnet_of(r) for r in PRIVATE_RANGES):
                 self.error(path, f"{segment.cidr} is not inside a private range",
                            hint="use 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10")
-            if not 16 <= segment.cidr.prefixlen <= 29:
+            if not LARGEST_SEGMENT_PREFIX <= segment.cidr.prefixlen <= SMALLEST_SEGMENT_PREFIX:
                 self.error(path, f"prefix length /{segment.cidr.prefixlen} is out of range",
-                           hint="segments are between /16 and /29")
+                           hint=f"segments are between /{LARGEST_SEGMENT_PREFIX} and "
+                                f"/{SMALLEST_SEGMENT_PREFIX}")
         for i, (name, segment) in enumerate(items):
             for other_name, other in items[:i]:
                 if segment.cidr.overlaps(other.cidr):
@@ -278,6 +378,7 @@ class _Resolver:
         all_names = set(host_specs) | set(groups)
         # Hosts left without an address, per declaration: one message per group, not per member.
         starved: dict[KeyPath, tuple[str, list[str]]] = {}
+        declared: dict[KeyPath, _Declared] = {}
         for name, (fields, path, group) in host_specs.items():
             segment = fields.get("segment")
             if segment not in self.spec.segments:
@@ -289,38 +390,23 @@ class _Resolver:
                     starved.setdefault(path, (segment, []))[1].append(name)
                     continue
                 reserved[address] = f"host {name!r}"
-            tier = fields.get("tier") or Tier.WORKSTATION
-            services = tuple(Service.make(s.name, s.port, s.proto, s.banner, s.vulns)
-                             for s in fields.get("services") or ())
-            seen_ports: set[tuple[int, str]] = set()
-            for index, service in enumerate(services):
-                if (service.port, service.proto) in seen_ports:
-                    self.error((*path, "services", index),
-                               f"port {service.port}/{service.proto} is used by two services",
-                               hint="give one of them another 'port:'")
-                seen_ports.add((service.port, service.proto))
-            trusts: list[str] = []
-            for index, trusted in enumerate(fields.get("trusts") or ()):
-                if trusted in groups:
-                    trusts.extend(member for member in groups[trusted] if member != name)
-                elif trusted in host_specs:
-                    trusts.append(trusted)
-                else:
-                    self.error((*path, "trusts", index), f"unknown host or group {trusted!r}",
-                               hint=did_you_mean(trusted, all_names, "hosts"))
-            patched = fields.get("patched")
-            limits = fields.get("limits")
+            shared = declared.get(path)
+            if shared is None:  # once per declaration: a group's members share all of it
+                shared = declared[path] = self._declared_fields(fields, path, groups,
+                                                                host_specs, all_names)
+            trusts = shared.trusts
+            if name in shared.trusted_groups_members:  # trusting one's own group: not oneself
+                trusts = tuple(dict.fromkeys(
+                    member for entry in shared.trust_entries for member in
+                    (entry if isinstance(entry, tuple) else (entry,))
+                    if not (isinstance(entry, tuple) and member == name)))
             hosts[name] = Host(
-                name=name, segment=segment, ip=address, tier=tier,
-                value=fields["value"] if fields.get("value") is not None else TIER_VALUES[tier],
-                os=fields.get("os") or "linux", device=fields.get("device") or "",
-                services=services, trusts=tuple(dict.fromkeys(trusts)),
-                patched=True if patched is True else frozenset(patched or ()),
+                name=name, segment=segment, ip=address, tier=shared.tier, value=shared.value,
+                os=shared.os, device=shared.device, services=shared.services, trusts=trusts,
+                patched=shared.patched,
                 firewall=HostFirewall(),  # rules resolved below once every name is known
-                group=group,
-                cpus=limits.cpus if limits else None,
-                memory_mb=limits.memory_mb if limits else None,
-                image=fields.get("image"), description=fields.get("description") or "")
+                group=group, cpus=shared.cpus, memory_mb=shared.memory_mb, image=shared.image,
+                description=shared.description)
         for path, (segment, left_out) in starved.items():
             network = self.spec.segments[segment].cidr
             who = (f"host {left_out[0]!r}" if len(left_out) == 1 else
@@ -340,19 +426,54 @@ class _Resolver:
                                                                              rules)})
         return hosts
 
-    def _endpoint_names(self, groups: dict[str, tuple[str, ...]],
-                        hosts: dict[str, Host]) -> dict[str, Endpoint]:
-        names: dict[str, Endpoint] = {"any": Endpoint("any", (ipaddress.IPv4Network("0.0.0.0/0"),))}
-        for name, segment in self.spec.segments.items():
-            names[name] = Endpoint(name, (segment.cidr,))
-        for name, members in groups.items():
-            names[name] = Endpoint(name, tuple(ipaddress.IPv4Network(hosts[m].ip)
-                                               for m in members if m in hosts))
-        for name, host in hosts.items():
-            names[name] = Endpoint(name, (ipaddress.IPv4Network(host.ip),))
-        return names
+    def _declared_fields(self, fields: dict[str, Any], path: KeyPath,
+                         groups: dict[str, tuple[str, ...]],
+                         host_specs: dict[str, tuple[dict[str, Any], KeyPath, str | None]],
+                         all_names: set[str]) -> _Declared:
+        """What every host of one declaration (a host, or all members of a group) shares,
+        checked once."""
+        tier = fields.get("tier") or Tier.WORKSTATION
+        services = tuple(Service.make(s.name, s.port, s.proto, s.banner, s.vulns)
+                         for s in fields.get("services") or ())
+        seen_ports: set[tuple[int, str]] = set()
+        for index, service in enumerate(services):
+            if (service.port, service.proto) in seen_ports:
+                self.error((*path, "services", index),
+                           f"port {service.port}/{service.proto} is used by two services",
+                           hint="give one of them another 'port:'")
+            seen_ports.add((service.port, service.proto))
+        trusts: list[str] = []
+        entries: list[str | tuple[str, ...]] = []  # a host's name, or a group's members
+        for index, trusted in enumerate(fields.get("trusts") or ()):
+            if trusted in groups:
+                trusts.extend(groups[trusted])
+                entries.append(groups[trusted])
+            elif trusted in host_specs:
+                trusts.append(trusted)
+                entries.append(trusted)
+            else:
+                self.error((*path, "trusts", index), f"unknown host or group {trusted!r}",
+                           hint=did_you_mean(trusted, all_names, "hosts"))
+        unique = tuple(dict.fromkeys(trusts))
+        patched = fields.get("patched")
+        limits = fields.get("limits")
+        return _Declared(
+            tier=tier,
+            value=fields["value"] if fields.get("value") is not None else TIER_VALUES[tier],
+            os=fields.get("os") or "linux", device=fields.get("device") or "",
+            services=services, trusts=unique, trust_entries=tuple(entries),
+            trusted_groups_members=frozenset(member for entry in entries
+                                             if isinstance(entry, tuple) for member in entry),
+            patched=True if patched is True else frozenset(patched or ()),
+            cpus=limits.cpus if limits else None,
+            memory_mb=limits.memory_mb if limits else None,
+            image=fields.get("image"), description=fields.get("description") or "")
 
-    def _rule(self, path: KeyPath, rule: RuleSpec | HostRuleSpec, names: dict[str, Endpoint],
+    def _endpoint_names(self, groups: dict[str, tuple[str, ...]],
+                        hosts: dict[str, Host]) -> Mapping[str, Endpoint]:
+        return _EndpointNames(self.spec.segments, groups, hosts)
+
+    def _rule(self, path: KeyPath, rule: RuleSpec | HostRuleSpec, names: Mapping[str, Endpoint],
               index: int) -> Rule:
         def endpoints(values: list[str], key: str) -> tuple[Endpoint, ...]:
             found: list[Endpoint] = []

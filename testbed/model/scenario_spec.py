@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from testbed.model.spec import Name, NameList, PortList
 
@@ -18,7 +18,9 @@ __all__ = [
     "BackupSpec",
     "BenignSpec",
     "DetectorSpec",
+    "ExerciseSpec",
     "MonitoringSpec",
+    "ObjectiveSpec",
     "OutputsSpec",
     "ResponseRuleSpec",
     "ResponseSpec",
@@ -105,6 +107,12 @@ class ResponseSpec(_Strict):
     automation: bool = Field(True, description="false: only manual actions (`testbed "
                                                "quarantine RUN HOST`) contain the outbreak.")
     rules: list[ResponseRuleSpec] = Field(default_factory=list)
+    policy: str | None = Field(
+        None, description="A trained defender policy file (.npz, written by "
+                          "benchmarks/train_defender.py; relative paths from the current "
+                          "directory) that decides the containment instead of the rules: every "
+                          "decision interval it reads the alerts and containment state and "
+                          "quarantines, releases or blocks hosts (docs/gym.md).")
 
 
 class StopSpec(_Strict):
@@ -127,6 +135,40 @@ class OutputsSpec(_Strict):
     report: bool = Field(True, description="Write report.html.")
 
 
+ObjectiveMetric = Literal["infected_total", "crown_jewels_infected", "launch_pad_escape",
+                          "benign_hosts_quarantined", "time_to_containment_s", "grade_score"]
+
+
+class ObjectiveSpec(_Strict):
+    """One goal of an exercise, checked against the run's results in the debrief."""
+
+    text: str = Field(description="The goal as the students read it.")
+    metric: ObjectiveMetric | None = Field(
+        None, description="Result that decides it (crown_jewels_infected and launch_pad_escape "
+                          "count hosts); omitted: judged by the instructor in the debrief.")
+    at_most: float | None = Field(None, ge=0, description="Met when the metric is at most this.")
+    at_least: float | None = Field(None, ge=0,
+                                   description="Met when the metric is at least this.")
+
+
+class ExerciseSpec(_Strict):
+    """A scenario played by people: students or a team defend by hand from the dashboard
+    (`testbed ui`); automation is off. The debrief at the end shows the grade, the objectives
+    and what would have changed the grade."""
+
+    title: str = Field(description="Shown at the top of the dashboard.")
+    briefing: str = Field("", description="What the defenders are told before the run.")
+    objectives: list[ObjectiveSpec] = Field(default_factory=list)
+    hints: list[str] = Field(default_factory=list,
+                             description="Revealed one at a time, on request; the debrief "
+                                         "counts how many were used.")
+    truth_view: Literal["after-run", "live", "never"] = Field(
+        "after-run", description="When the truth view (infections, curve, score) opens: after "
+                                 "the run (debrief), live (an instructor's screen), never.")
+    debrief: list[str] = Field(default_factory=list,
+                               description="Lessons shown with the grade at the end.")
+
+
 class ScenarioSpec(_Strict):
     """An outbreak on a topology, the defence, and how to run it."""
 
@@ -136,7 +178,9 @@ class ScenarioSpec(_Strict):
     name: Name
     description: str = ""
     topology: str = Field(description="Path to the topology file, relative to this file.")
-    backend: Literal["netns", "docker"] = "netns"
+    backend: Literal["netns", "docker", "sim"] = Field(
+        "netns", description="netns or docker: emulated in real time; sim: simulated in virtual "
+                             "time (docs/sim.md), for large topologies and many seeds.")
     duration_s: float = Field(120.0, gt=0, le=86400, description="Hard time limit of one run.")
     seed: int = Field(1, ge=0, le=2**32 - 1)
     repetitions: int = Field(1, ge=1, le=1000, description="Runs with seeds seed, seed+1, ...")
@@ -147,3 +191,11 @@ class ScenarioSpec(_Strict):
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+    exercise: ExerciseSpec | None = Field(
+        None, description="Makes the scenario an exercise for people at the dashboard.")
+
+    @model_validator(mode="after")
+    def _exercise_is_played_by_hand(self) -> ScenarioSpec:
+        if self.exercise is not None and self.response.automation:
+            raise ValueError("an exercise is defended by hand: set response.automation: false")
+        return self

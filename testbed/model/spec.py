@@ -15,7 +15,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 __all__ = [
     "DEFAULT_PORTS",
+    "LARGEST_SEGMENT_PREFIX",
+    "MAX_GROUP_HOSTS",
     "SERVICE_KINDS",
+    "SMALLEST_SEGMENT_PREFIX",
     "TIER_VALUES",
     "GroupSpec",
     "HostFields",
@@ -30,6 +33,13 @@ __all__ = [
     "Tier",
     "TopologySpec",
 ]
+
+LARGEST_SEGMENT_PREFIX = 12
+"""The largest segment is a /12 (1,048,576 addresses): the simulation backend holds it; the
+emulation backends refuse what they cannot hold when deploying (``testbed.backends.preflight``)."""
+SMALLEST_SEGMENT_PREFIX = 29
+MAX_GROUP_HOSTS = 1_000_000
+"""The most hosts one group may stamp (the simulation backend's scale; see above)."""
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$"
 VULN_PATTERN = r"^MOCK-[A-Z0-9][A-Z0-9-]{0,40}$"
@@ -119,7 +129,8 @@ class SegmentSpec(_Strict):
 
     cidr: ipaddress.IPv4Network = Field(
         description="The segment's IPv4 network, inside a private range (10/8, 172.16/12, "
-                    "192.168/16, 100.64/10), between /16 and /29.")
+                    "192.168/16, 100.64/10), between /12 and /29 (the emulation backends hold far "
+                    "fewer hosts than a /12 has addresses; see `testbed generate`).")
     zone: str | None = Field(None, description="Free label such as 'corp', 'dmz', 'ot'.")
     description: str = Field("", description="What this segment is.")
 
@@ -203,7 +214,9 @@ class HostSpec(HostFields):
 class GroupSpec(HostFields):
     """Many similar hosts: ``name-1`` .. ``name-<count>``."""
 
-    count: int = Field(ge=1, le=4096, description="How many hosts to stamp.")
+    count: int = Field(ge=1, le=MAX_GROUP_HOSTS,
+                       description="How many hosts to stamp (up to 1,000,000: the simulation "
+                                   "backend's scale; emulation holds a few thousand at most).")
 
 
 class RuleSpec(_Strict):

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from testbed.model.spec import DEFAULT_PORTS, Tier
 
@@ -170,6 +170,18 @@ class Topology:
     source: str = ""  # the file it came from, for messages
 
     # ---- lookups -------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str = "<dict>") -> Topology:
+        """A topology from a mapping shaped like a topology YAML file, validated exactly as a
+        file is (``ValidationError`` listing every problem; ``name`` labels the messages)."""
+        import yaml
+
+        from testbed.model.load_topology import topology_from_document
+        from testbed.yamlsource import parse_yaml_text
+
+        text = yaml.safe_dump(dict(data), sort_keys=False)
+        return topology_from_document(parse_yaml_text(text, name))
     @cached_property
     def host_by_ip(self) -> dict[ipaddress.IPv4Address, Host]:
         return {host.ip: host for host in self.hosts.values()}

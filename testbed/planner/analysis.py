@@ -15,11 +15,17 @@ Definitions (also in docs/planner-json.md):
   patient zero, so it need not be vulnerable itself).
 - R0 of a segment, for a worm on the worst-placed host of that segment: ``scans_allowed`` (scans a
   scan-counting detector lets through before it blocks the source; 4 is where TRW decides when
-  every first contact fails) times the density of vulnerable hosts that host can infect directly:
-  ``r0_uniform`` divides by every address of every segment CIDR (what a uniformly scanning worm
-  sees), ``r0_local`` counts only victims in the segment's own subnet and divides by that subnet's
-  usable addresses (what a local-preference worm sees). When either is >= 1, containment by a
-  scan-counting detector cannot hold there (Weaver, Staniford, Paxson 2004).
+  every first contact fails) times the expected infections per scan from that host. The worm
+  carries one exploit per (vulnerability, service, port, proto) of the topology (its *arsenal*)
+  and picks one per probe uniformly (every profile but ``adaptive``, whose bandit starts
+  uniform), so a victim counts with the share of the arsenal that infects it through an allowed
+  flow. ``r0_uniform`` divides by every address of every segment CIDR the host's segment has a
+  route to (a scan with no route fails at connect() without a packet: no detector counts it and it
+  cannot infect, so the counted scans all fall in routable space; what a uniformly scanning worm
+  sees), ``r0_local`` counts only victims in the segment's own subnet (weighted the same way) and
+  divides by that subnet's usable addresses (what a local-preference worm sees). When either is
+  >= 1, containment by a scan-counting detector cannot hold there (Weaver, Staniford, Paxson
+  2004).
 """
 
 from __future__ import annotations
@@ -320,6 +326,14 @@ class SegmentR0:
     vulnerable_reachable_local: int  # same, counting only victims in this segment
     usable_addresses: int  # of this segment's CIDR (network and broadcast excluded)
     r0_local: float | None
+    arsenal_size: int = 0  # exploits the worm carries: every (vuln, service, port, proto)
+    # The worst-placed host (None without hosts) and its victims, each weighted by the share of
+    # the arsenal that infects it through an allowed flow (what r0_uniform multiplies).
+    victims_weighted: float = 0.0
+    worst_placed: str | None = None
+    addresses_routable: int = 0  # every address of every segment CIDR this segment routes to
+    victims_weighted_local: float = 0.0  # same, counting only victims in this segment
+    worst_placed_local: str | None = None
 
     @property
     def containment_can_fail(self) -> bool:
@@ -327,10 +341,14 @@ class SegmentR0:
 
     def to_json(self) -> dict[str, Any]:
         return {"segment": self.segment, "hosts": self.hosts,
-                "scans_allowed": self.scans_allowed,
+                "scans_allowed": self.scans_allowed, "arsenal_size": self.arsenal_size,
                 "vulnerable_reachable": self.vulnerable_reachable,
-                "addresses_total": self.addresses_total, "r0_uniform": self.r0_uniform,
+                "victims_weighted": self.victims_weighted, "worst_placed": self.worst_placed,
+                "addresses_total": self.addresses_total,
+                "addresses_routable": self.addresses_routable, "r0_uniform": self.r0_uniform,
                 "vulnerable_reachable_local": self.vulnerable_reachable_local,
+                "victims_weighted_local": self.victims_weighted_local,
+                "worst_placed_local": self.worst_placed_local,
                 "usable_addresses": self.usable_addresses, "r0_local": self.r0_local,
                 "containment_can_fail": self.containment_can_fail}
 
@@ -623,20 +641,60 @@ def _usable_addresses(network: ipaddress.IPv4Network) -> int:
     return max(network.num_addresses - 2, 1)
 
 
+def _arsenal_matches(topology: Topology) -> tuple[int, Counter[tuple[str, int, str]]]:
+    """The worm's arsenal: its size, and how many of its exploits each (vuln, port, proto) has.
+
+    The arsenal is every (vulnerability, service kind, port, proto) of the topology, patched or
+    not: what ``testbed.runner.agent_configs`` hands the worm (the runner is above this layer, so
+    the definition is restated here; ``tests/unit/test_planner.py`` pins the two together). A
+    target accepts an exploit by vulnerability, port and proto (the service kind is not checked),
+    so two entries differing only by kind both infect.
+    """
+    arsenal = {(vuln, service.name, service.port, service.proto)
+               for host in topology.hosts.values() for service in host.services
+               for vuln in service.vulns}
+    return len(arsenal), Counter((vuln, port, proto) for vuln, _kind, port, proto in arsenal)
+
+
 def _r0(topology: Topology, graph: nx.DiGraph, scans_allowed: int) -> tuple[SegmentR0, ...]:
     addresses_total = sum(segment.cidr.num_addresses for segment in topology.segments.values())
+    arsenal_size, matching = _arsenal_matches(topology)
+    # Edges of one source class share their exploit tuples: weigh each tuple once.
+    shares: dict[int, float] = {}
+
+    def share(exploits: tuple[Exploit, ...]) -> float:
+        found = shares.get(id(exploits))
+        if found is None:
+            usable = {(vuln, e.port, e.proto) for e in exploits for vuln in e.vulns}
+            found = shares[id(exploits)] = sum(matching[key] for key in usable) / arsenal_size
+        return found
+
+    def weighted(source: str, local_to: str | None) -> float:
+        return sum((share(data["exploits"])
+                    for _source, victim, data in graph.out_edges(source, data=True)
+                    if local_to is None or topology.hosts[victim].segment == local_to), 0.0)
+
     result = []
     for name, segment in topology.segments.items():
-        hosts = list(topology.hosts_in(name))
+        hosts = [h.name for h in topology.hosts_in(name)]
         usable = _usable_addresses(segment.cidr)
+        routable = sum(other.cidr.num_addresses for other_name, other in topology.segments.items()
+                       if topology.router_paths[(name, other_name)] is not None)
         if not hosts:
             result.append(SegmentR0(name, 0, scans_allowed, 0, addresses_total, None, 0, usable,
-                                    None))
+                                    None, arsenal_size, addresses_routable=routable))
             continue
-        anywhere = max(graph.out_degree(h.name) for h in hosts)
-        local = max(sum(1 for victim in graph.successors(h.name)
+        anywhere = max(graph.out_degree(h) for h in hosts)
+        local = max(sum(1 for victim in graph.successors(h)
                         if topology.hosts[victim].segment == name) for h in hosts)
-        result.append(SegmentR0(name, len(hosts), scans_allowed, anywhere, addresses_total,
-                                scans_allowed * anywhere / addresses_total, local, usable,
-                                scans_allowed * local / usable))
+        # The worst-placed host: most weighted victims; ties go to the first in topology order.
+        uniform_weights = {h: weighted(h, None) for h in hosts}
+        local_weights = {h: weighted(h, name) for h in hosts}
+        worst = max(hosts, key=uniform_weights.__getitem__)
+        worst_local = max(hosts, key=local_weights.__getitem__)
+        result.append(SegmentR0(
+            name, len(hosts), scans_allowed, anywhere, addresses_total,
+            scans_allowed * uniform_weights[worst] / routable, local, usable,
+            scans_allowed * local_weights[worst_local] / usable, arsenal_size,
+            uniform_weights[worst], worst, routable, local_weights[worst_local], worst_local))
     return tuple(result)

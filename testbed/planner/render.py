@@ -110,7 +110,7 @@ def _r0_table(result: PlanResult) -> Table:
     table = Table(title=f"R0 per segment: new infections before a detector allowing "
                         f"{result.scans_allowed} scans blocks the worm")
     table.add_column("segment", no_wrap=True)
-    for column in ("hosts", "victims / addresses", "r0_uniform", "local victims / usable",
+    for column in ("hosts", "victims / routable", "r0_uniform", "local victims / usable",
                    "r0_local", "flag"):
         table.add_column(column)
     for r0 in result.r0:
@@ -119,9 +119,9 @@ def _r0_table(result: PlanResult) -> Table:
             continue
         flag = "[bold red]containment can fail[/]" if r0.containment_can_fail else ""
         table.add_row(r0.segment, str(r0.hosts),
-                      f"{r0.vulnerable_reachable}/{r0.addresses_total}",
+                      f"{r0.victims_weighted:.2f}/{r0.addresses_routable}",
                       f"{r0.r0_uniform:.3f}",
-                      f"{r0.vulnerable_reachable_local}/{r0.usable_addresses}",
+                      f"{r0.victims_weighted_local:.2f}/{r0.usable_addresses}",
                       f"{r0.r0_local:.3f}", flag)
     return table
 
@@ -174,9 +174,10 @@ def render_plan(result: PlanResult, console: Console | None = None) -> None:
     if any(r.containment_can_fail for r in result.r0):
         failing = [r.segment for r in result.r0 if r.containment_can_fail]
         console.print(f"[bold red]{', '.join(failing)}[/]: {CONTAINMENT_WARNING}", soft_wrap=True)
-    console.print("r0_uniform = scans allowed x vulnerable hosts the worst-placed host of the "
-                  "segment can infect / every address of the topology; r0_local = scans allowed x"
-                  " its victims in its own subnet / usable addresses of that subnet.",
+    console.print("r0_uniform = scans allowed x hosts the worst-placed host of the segment can "
+                  "infect, each weighted by the share of the worm's exploits that infect it / "
+                  "every address of the segments it has a route to; r0_local = scans allowed x "
+                  "its weighted victims in its own subnet / usable addresses of that subnet.",
                   style="dim")
     for note in result.notes:
         console.print(f"note: {note}")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from testbed.containment import ContainmentTimeline
+from testbed.eve import alert_detector, alert_time
 from testbed.model.topology import Topology
 from testbed.results import Results
 from testbed.scoring import RunRecords, alert_host
@@ -192,12 +193,12 @@ def timeline(results: Results, records: RunRecords, width: int = 1160,
         host = alert_host(record, topology)
         if host is None:
             continue
-        name = str(record.get("detector", "?"))
+        name = alert_detector(record)
         if name not in detectors:
             detectors.append(name)
         signature = (record.get("alert") or {}).get("signature", "")
         marks.setdefault(host, []).append(
-            (float(record.get("mono", t0)) - t0, f"alert:{name}",
+            (alert_time(record, t0) - t0, f"alert:{name}",
              f"{name} alert on {host}: {signature}"))
     for action in records.actions:
         target = action.target

@@ -8,7 +8,8 @@ Owns:
   watching), which is how ``testbed down`` finds and salvages a run whose runner was killed;
 - ``collect``: the run's records copied out of the state directory into the output folder
   (merged ground truth, agents' logs, alerts, actions, the final manifest);
-- ``score_run_dir`` and ``write_outputs``: labels, the scorer, report.html, then results.json
+- ``score_run_dir`` and ``write_outputs``: labels (``labels.csv``/``.parquet``, one row per
+  flow), the scorer, report.html, then results.json
   (last: its presence marks a finished run);
 - ``remove_state``: removing the state directory once the deployment is gone.
 
@@ -35,6 +36,7 @@ from testbed.scoring import RunRecords, load_run_records, score
 from testbed.truth import merge_host_events
 
 __all__ = [
+    "FLOWS_FILE",
     "MANIFEST_FILE",
     "RESULTS_FILE",
     "RUNNER_FILE",
@@ -50,6 +52,8 @@ __all__ = [
 
 MANIFEST_FILE = "manifest.json"
 RESULTS_FILE = "results.json"
+FLOWS_FILE = "flows.jsonl"
+"""EVE ``flow`` records of the run, written by the live sensor into the output folder."""
 RUNNER_FILE = "runner.json"
 RECORD_FILES = ("alerts.jsonl", "actions.jsonl")
 
@@ -105,12 +109,12 @@ def collect(state_dir: Path, run_dir: Path, manifest: Manifest) -> None:
 
 def score_run_dir(run_dir: Path, scenario: Scenario, *, stop_reason: str,
                   timings: dict[str, float]) -> tuple[Results, RunRecords]:
-    """Score a collected run (with ``labels.csv`` first when the scenario captures pcaps)."""
+    """Score a collected run, writing its labels first (one row per flow: from the pcaps when
+    the scenario kept them, else from the live sensor's ``flows.jsonl``)."""
     records = load_run_records(run_dir, scenario.topology)
     labelled_flows = None
-    if scenario.spec.outputs.pcap and (run_dir / "pcap").is_dir():
-        labelled_flows = write_labels(run_dir / "pcap", records.events, scenario.topology,
-                                      run_dir / "labels.csv")
+    if (run_dir / "pcap").is_dir() or (run_dir / FLOWS_FILE).is_file():
+        labelled_flows = write_labels(run_dir, records.events, scenario.topology)
     results = score(records, stop_reason=stop_reason, timings=timings,
                     labelled_flows=labelled_flows)
     return results, records

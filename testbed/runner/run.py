@@ -39,6 +39,7 @@ from testbed.runner.agent_configs import write_agent_configs
 from testbed.runner.agents import AgentFleet
 from testbed.runner.outbreak import Outbreak
 from testbed.runner.outputs import (
+    FLOWS_FILE,
     RunnerState,
     collect,
     remove_state,
@@ -234,13 +235,17 @@ class Run:
         monitored = self.scenario.monitored_segments()
         taps = [tap for tap in deployment.taps() if tap.segment in monitored]
         pcap_dir = self.run_dir / "pcap" if spec.outputs.pcap else None
-        sensor = self._stack.enter_context(Sensor(taps, pcap_dir=pcap_dir))
+        sensor_name = f"{deployment.run_name}-sensor"  # EVE ``host`` of alerts and flows
+        sensor = self._stack.enter_context(Sensor(taps, pcap_dir=pcap_dir,
+                                                  flow_log=self.run_dir / FLOWS_FILE,
+                                                  sensor_name=sensor_name))
         context = SensorContext.from_topology(self.scenario.topology, taps=taps,
                                               workdir=state_dir / "detectors")
         detectors = self._stack.enter_context(DetectorSet.from_specs(spec.detectors, context,
                                                                      seed=self.seed))
         detectors.start()
-        alert_log = self._stack.enter_context(AlertLog(state_dir / "alerts.jsonl"))
+        alert_log = self._stack.enter_context(AlertLog(state_dir / "alerts.jsonl",
+                                                       sensor=sensor_name))
         action_log = ActionLog(state_dir / "actions.jsonl")
         action_log.path.touch()
         responder = (Responder(spec.response, deployment, action_log)
@@ -436,9 +441,17 @@ def run_scenario(scenario: Scenario, *, backend: str | None = None, seed: int | 
                  stream: TextIO | None = None) -> RunResult:
     """Run ``scenario`` once and return its scored results (also written to ``out_dir``).
 
+    A simulated backend (``sim``: ``Backend.simulated``) hands the scenario to the simulator,
+    which writes the same run directory in virtual time (``testbed.runner.simulated``).
+
     Raises ``KeyboardInterrupt`` after cleaning up (and writing partial results) when
     interrupted; ``RunError``/``BackendError`` when something failed (also after cleaning up).
     """
+    if get_backend(backend or scenario.spec.backend).simulated:
+        from testbed.runner.simulated import simulate_scenario
+
+        return simulate_scenario(scenario, seed=seed, out_dir=out_dir, duration=duration,
+                                 live=live, stream=stream)
     return Run(scenario, backend=backend, seed=seed, out_dir=out_dir, duration=duration,
                live=live, stream=stream).execute()
 

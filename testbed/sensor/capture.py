@@ -4,8 +4,8 @@ Owns: opening a packet socket per tap inside the tap's network namespace (the fa
 holding the segment bridges), the classic-BPF filter that keeps only what detectors need (ARP,
 ICMP, UDP, TCP SYN/RST/PSH) trimmed to ``snaplen`` bytes, promiscuous membership (a bridge only
 hands forwarded frames to its own packet sockets when promiscuous), the reader loop (parse ->
-dedup -> contact tracking), the kernel's drop counters (PACKET_STATISTICS), and optional
-per-segment pcaps.
+dedup -> contact tracking -> flow table), the kernel's drop counters (PACKET_STATISTICS), optional
+per-segment pcaps, and ``flow_log`` (EVE ``flow`` records of what it saw, written on close).
 
 Must not touch: the deployment (it only listens) and ground truth.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import mmap
 import queue
 import select
@@ -28,8 +29,10 @@ from typing import Any
 
 from detectors.base import ConnEvent
 from testbed.errors import BackendError, PrivilegeError
+from testbed.eve import DEFAULT_SENSOR
 from testbed.kernel import entered, named_netns_path
 from testbed.sensor.contacts import DEFAULT_CONTACT_TIMEOUT_S, ContactTracker, Deduplicator
+from testbed.sensor.flows import FlowTable, ip_length
 from testbed.sensor.offline import PcapSink
 from testbed.sensor.parse import parse_ethernet
 from testbed.taps import Tap
@@ -162,7 +165,8 @@ class Sensor:
     def __init__(self, taps: Sequence[Tap], *, pcap_dir: Path | None = None,
                  contact_timeout_s: float = DEFAULT_CONTACT_TIMEOUT_S, snaplen: int = 256,
                  ring: RingGeometry | None = None, buffer_bytes: int = 32 << 20,
-                 dedup_window_s: float = 0.5) -> None:
+                 dedup_window_s: float = 0.5, flow_log: Path | None = None,
+                 sensor_name: str = DEFAULT_SENSOR) -> None:
         if not taps:
             raise BackendError("the sensor needs at least one tap")
         self.taps = list(taps)
@@ -172,6 +176,10 @@ class Sensor:
         self.buffer_bytes = buffer_bytes
         self._tracker = ContactTracker(contact_timeout_s)
         self._dedup = Deduplicator(dedup_window_s)
+        self._flows = FlowTable() if flow_log is not None else None
+        self.flow_log = flow_log
+        self.sensor_name = sensor_name
+        self._wall_offset = time.time() - time.monotonic()
         self._readers: list[_TapReader] = []
         self._queue: queue.SimpleQueue[list[ConnEvent]] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -224,6 +232,19 @@ class Sensor:
             reader.sock.close()  # counters stay readable in stats()
         if self._sink is not None:
             self._sink.close()
+        self._write_flows()
+
+    def _write_flows(self) -> None:
+        """``flow_log``: every flow seen, as EVE ``flow`` records (JSON lines, by start)."""
+        if self._flows is None or self.flow_log is None:
+            return
+        flows, self._flows = self._flows.flush(), None
+        self.flow_log.parent.mkdir(parents=True, exist_ok=True)
+        with self.flow_log.open("w", encoding="utf-8") as stream:
+            for flow in flows:
+                stream.write(json.dumps(flow.to_record(clock_offset=self._wall_offset,
+                                                       sensor=self.sensor_name),
+                                        sort_keys=True) + "\n")
 
     # ---- consumer side -----------------------------------------------------------------------
     def poll(self, timeout: float | None = 0.0) -> list[ConnEvent]:
@@ -282,10 +303,10 @@ class Sensor:
         by_fd = {reader.sock.fileno(): reader for reader in self._readers}
         for fd in by_fd:
             poller.register(fd, select.EPOLLIN)
-        tracker, dedup, sink = self._tracker, self._dedup, self._sink
+        tracker, dedup, sink, flows = self._tracker, self._dedup, self._sink, self._flows
         seen, feed, expire = dedup.seen, tracker.feed, tracker.expire
         monotonic = time.monotonic
-        wall_offset = time.time() - monotonic()
+        wall_offset = self._wall_offset
         next_stats = monotonic() + 0.5
         unpack_packet, unpack_block = _PACKET_HEADER.unpack_from, _BLOCK_HEADER.unpack_from
         pack_status = struct.Struct("I").pack_into
@@ -300,8 +321,16 @@ class Sensor:
                 return
             event = parsed[1]
             append(event)
+            if flows is not None:
+                flows.packet(event, ip_length(frame, 18 if frame[12:14] == b"\x81\x00" else 14))
             if event.kind != "data":
-                extend(feed(event))
+                derived = feed(event)
+                if derived:
+                    extend(derived)
+                    if flows is not None:
+                        for item in derived:
+                            if item.kind == "outcome":
+                                flows.outcome(item)
 
         try:
             while not self._stop.is_set():
@@ -339,7 +368,13 @@ class Sensor:
                         pack_status(ring, base + 8, 0)  # give the block back to the kernel
                         reader.block = (reader.block + 1) % geometry.blocks
                 now = monotonic()
-                extend(expire(now))
+                expired = expire(now)
+                if expired:
+                    extend(expired)
+                    if flows is not None:
+                        for item in expired:
+                            if item.kind == "outcome":
+                                flows.outcome(item)
                 if batch:
                     self.events += len(batch)
                     self._queue.put(batch[:])
@@ -347,5 +382,7 @@ class Sensor:
                 if now >= next_stats:
                     self._collect_kernel_stats()
                     next_stats = now + 0.5
+                    if flows is not None:
+                        flows.expire(now)
         finally:
             poller.close()

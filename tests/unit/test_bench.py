@@ -161,7 +161,7 @@ def test_leaderboard_files(tmp_path: Path) -> None:
     table = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
     assert table[0]["grade_score_median"] == "85.0" and table[0]["grade_score_iqr"] == "5.0"
     markdown = paths["markdown"].read_text()
-    assert "| 1 | s | trw | classic | 2/2 | 85 ± 2.5 |" in markdown
+    assert "| 1 | s | trw | classic | 2/2 | – | 85 [82.5, 87.5]; 85 (80–90); n=2 |" in markdown
     html = paths["html"].read_text()
     assert "<table>" in html and "<svg" in html and "https://" not in html
     assert len(list(csv.DictReader(io.StringIO(paths["runs"].read_text())))) == 2

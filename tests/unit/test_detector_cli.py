@@ -39,7 +39,7 @@ def test_detect_json_lines_are_eve_alerts(scan_pcap: Path,
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record["event_type"] == "alert" and record["detector"] == "trw"
+    assert record["event_type"] == "alert" and record["alert"]["metadata"]["detector"] == "trw"
     assert record["src_ip"] == "10.9.0.2" and record["dest_ip"] == "10.9.0.53"
 
 
@@ -60,8 +60,8 @@ def test_detect_with_topology_names_hosts(scan_pcap: Path, tmp_path: Path,
     assert main(["detect", str(scan_pcap), "-t", str(topology), "-d", "trw", "-d", "darknet",
                  "--json"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {r["detector"] for r in records} == {"trw", "darknet"}
-    assert {r["host"] for r in records} == {"pc"}
+    assert {r["alert"]["metadata"]["detector"] for r in records} == {"trw", "darknet"}
+    assert {r["alert"]["metadata"]["src_host"] for r in records} == {"pc"}
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), [

@@ -109,11 +109,15 @@ def test_alert_record_is_eve_compatible() -> None:
     record = alert.to_record(clock_offset=1_700_000_000.0)
     assert record["event_type"] == "alert"
     assert record["timestamp"].startswith("2023-11-14T22:15:")
-    assert record["timestamp"].endswith("+00:00")
+    assert record["timestamp"].endswith("+0000")  # EVE's zone, not isoformat's +00:00
     assert record["alert"]["signature"] == "TRW: scanner"
     assert record["alert"]["severity"] == 1 and record["alert"]["signature_id"] == 9100001
     assert record["src_ip"] == "10.0.0.5" and record["dest_port"] == 445
-    assert record["mono"] == 100.0 and record["host"] == "pc-1"
+    metadata = record["alert"]["metadata"]
+    assert metadata["mono"] == 100.0 and metadata["src_host"] == "pc-1"
+    assert metadata["detector"] == "trw" and metadata["evidence"] == {"failures": 4}
+    assert record["host"] == "testbed-sensor"  # EVE: the sensor's name
+    assert record["community_id"].startswith("1:") and isinstance(record["flow_id"], int)
     json.dumps(record)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -175,22 +176,88 @@ def test_r0_exact_numbers(tmp_path: Path) -> None:
     topology = load(tmp_path, R0_TOPOLOGY)
     # All flows allowed. Infectable: w1, w2, s1 (pad has no service, w3 is patched).
     # lan: pad and w3 can infect 3 (w1, w2, s1), 2 of them local; srv: s1 infects w1, w2.
-    # Addresses: 16 + 8 + 8 = 32; usable: lan 14, srv 6.
+    # One vulnerability: the arsenal is one exploit, so every victim weighs 1.
+    # Addresses: 16 + 8 + 8 = 32; routable from lan and srv: 16 + 8 = 24 (no router touches
+    # "empty"); usable: lan 14, srv 6.
     r0 = {r.segment: r for r in plan(topology).r0}
     assert (r0["lan"].vulnerable_reachable, r0["lan"].vulnerable_reachable_local) == (3, 2)
     assert r0["lan"].addresses_total == 32 and r0["lan"].usable_addresses == 14
-    assert r0["lan"].r0_uniform == pytest.approx(4 * 3 / 32)
+    assert r0["lan"].r0_uniform == pytest.approx(4 * 3 / 24)  # 0.5
     assert r0["lan"].r0_local == pytest.approx(4 * 2 / 14)
-    assert r0["srv"].r0_uniform == pytest.approx(4 * 2 / 32)
+    assert r0["srv"].r0_uniform == pytest.approx(4 * 2 / 24)
     assert r0["srv"].r0_local == 0.0
     assert r0["empty"].r0_uniform is None and r0["empty"].hosts == 0
     assert not any(r.containment_can_fail for r in r0.values())
 
-    stricter = {r.segment: r for r in plan(topology, scans_allowed=12).r0}
-    assert stricter["lan"].r0_uniform == pytest.approx(36 / 32)  # 1.125
-    assert stricter["lan"].r0_local == pytest.approx(24 / 14)
-    assert stricter["srv"].r0_uniform == pytest.approx(24 / 32)  # 0.75: holds
+    stricter = {r.segment: r for r in plan(topology, scans_allowed=10).r0}
+    assert stricter["lan"].r0_uniform == pytest.approx(30 / 24)  # 1.25
+    assert stricter["lan"].r0_local == pytest.approx(20 / 14)
+    assert stricter["srv"].r0_uniform == pytest.approx(20 / 24)  # 0.833: holds
     assert [s for s, r in stricter.items() if r.containment_can_fail] == ["lan"]
+
+
+def test_r0_divides_by_routable_addresses_only(tmp_path: Path) -> None:
+    # A worm's scan to a segment it has no route to fails at connect(): no detector counts it
+    # and it cannot infect. "empty" (8 addresses) is unrouted from lan and srv, and routes to
+    # nothing but itself.
+    r0 = {r.segment: r for r in plan(load(tmp_path, R0_TOPOLOGY), scans_allowed=8).r0}
+    assert [(r.addresses_total, r.addresses_routable) for r in r0.values()] == [
+        (32, 24), (32, 24), (32, 8)]
+    # srv: 8 x 2 / 24 = 0.667 (it was 8 x 2 / 32 = 0.5 over every address).
+    assert r0["srv"].r0_uniform == pytest.approx(8 * 2 / 24)
+    # lan: 8 x 3 / 24 = 1.0 fails (over every address, 8 x 3 / 32 = 0.75 would have held).
+    assert r0["lan"].r0_uniform == pytest.approx(1.0)
+    assert r0["lan"].containment_can_fail
+
+
+# One segment, every flow allowed. The arsenal: MOCK-SMB-1 (smb/445), MOCK-SQL-1 and MOCK-SQL-2
+# (sql/3306), MOCK-WEB-1 (http/80): 4 exploits, whoever has patched them.
+ARSENAL_TOPOLOGY = """
+name: arsenal
+segments:
+  lan: {cidr: 10.0.0.0/28}
+hosts:
+  pad: {segment: lan, tier: launch-pad}
+  a: {segment: lan, services: [{name: smb, vulns: [MOCK-SMB-1]}]}
+  b: {segment: lan, services: [{name: sql, vulns: [MOCK-SQL-1, MOCK-SQL-2]}]}
+  c:
+    segment: lan
+    services: [{name: smb, vulns: [MOCK-SMB-1]}, {name: http, vulns: [MOCK-WEB-1]}]
+    patched: [MOCK-WEB-1]
+"""
+
+
+def test_r0_weighs_each_victim_by_its_share_of_the_arsenal(tmp_path: Path) -> None:
+    topology = load(tmp_path, ARSENAL_TOPOLOGY)
+    # The worm picks one of the 4 exploits per probe: a probe to host a infects with 1/4 (SMB-1),
+    # to b with 2/4 (SQL-1 or SQL-2), to c with 1/4 (SMB-1; WEB-1 is patched).
+    # pad infects a, b, c: 1/4 + 2/4 + 1/4 = 1.0; a infects b, c: 0.75; b infects a, c: 0.5;
+    # c infects a, b: 0.75. Worst placed: pad. 16 addresses, 14 usable.
+    (r0,) = plan(topology).r0
+    assert r0.arsenal_size == 4 and r0.vulnerable_reachable == 3
+    assert r0.worst_placed == r0.worst_placed_local == "pad"
+    assert r0.victims_weighted == pytest.approx(1.0)
+    assert r0.r0_uniform == pytest.approx(4 * 1.0 / 16)  # 0.25
+    # The local-preference worm picks its exploit the same way: same weights.
+    assert r0.victims_weighted_local == pytest.approx(1.0)
+    assert r0.r0_local == pytest.approx(4 * 1.0 / 14)
+    # At 8 scans, counting every victim whole would say 8 x 3 / 16 = 1.5 (fails); weighted,
+    # 8 x 1.0 / 16 = 0.5 and 8 / 14 = 0.571: containment holds.
+    (stricter,) = plan(topology, scans_allowed=8).r0
+    assert stricter.r0_uniform == pytest.approx(0.5)
+    assert not stricter.containment_can_fail
+
+
+def test_planner_arsenal_is_the_one_the_worm_carries() -> None:
+    from testbed.planner.analysis import _arsenal_matches
+    from testbed.runner.agent_configs import _arsenal
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.yaml")):
+        topology = load_topology(path)
+        carried = _arsenal(topology)
+        size, matching = _arsenal_matches(topology)
+        assert size == len(carried), path.name
+        assert matching == Counter((e.vuln, e.port, e.proto) for e in carried), path.name
 
 
 def test_json_shape_is_stable(tmp_path: Path) -> None:
@@ -226,7 +293,10 @@ def test_json_shape_is_stable(tmp_path: Path) -> None:
     assert set(crown["hops"][0]) == {"from", "to", "routers", "exploits"}
     assert set(shape["r0"][0]) == {"segment", "hosts", "scans_allowed", "vulnerable_reachable",
                                    "addresses_total", "r0_uniform", "vulnerable_reachable_local",
-                                   "usable_addresses", "r0_local", "containment_can_fail"}
+                                   "usable_addresses", "r0_local", "containment_can_fail",
+                                   "arsenal_size", "victims_weighted", "worst_placed",
+                                   "addresses_routable", "victims_weighted_local",
+                                   "worst_placed_local"}
 
 
 def test_blocker_json_shape(tmp_path: Path) -> None:
@@ -269,9 +339,10 @@ def test_cli_unreachable_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "r0.yaml"
     path.write_text(R0_TOPOLOGY)
-    assert main(["plan", str(path), "--json", "--scans-allowed", "12"]) == 0
+    # At 10 scans lan's R0 is 10 x 3 / 24 = 1.25, srv's 10 x 2 / 24 = 0.833 (test_r0_exact_numbers).
+    assert main(["plan", str(path), "--json", "--scans-allowed", "10"]) == 0
     shape = json.loads(capsys.readouterr().out)
-    assert shape["schema_version"] == 1 and shape["parameters"]["scans_allowed"] == 12
+    assert shape["schema_version"] == 1 and shape["parameters"]["scans_allowed"] == 10
     assert [r["segment"] for r in shape["r0"] if r["containment_can_fail"]] == ["lan"]
     assert shape["r0"][2]["r0_uniform"] is None
 

@@ -202,15 +202,19 @@ def test_labels_join_captured_flows_with_ground_truth(tmp_path: Path) -> None:
     (tmp_path / "pcap").mkdir()
     wrpcap(str(tmp_path / "pcap" / "lan.pcap"), packets)
     events = [
-        {"type": "probe", "host": "a", "target": b, "port": 445, "wall": 100.2, "mono": 5.0},
+        {"type": "probe", "host": "a", "target": b, "port": 445, "wall": 100.2, "mono": 5.0,
+         "technique": "T1046", "generation": 0},
         {"type": "benign-request", "host": "c", "target": b, "port": 80, "wall": 101.1,
          "role": "backup", "mono": 6.0},
         {"type": "probe", "host": "a", "target": c, "port": 22, "wall": 190.0, "mono": 7.0},
     ]
-    rows = write_labels(tmp_path / "pcap", events, topology, tmp_path / "labels.csv")
+    rows = write_labels(tmp_path, events, topology)
     table = list(csv.DictReader((tmp_path / "labels.csv").open()))
-    assert rows == len(table) == 3
-    labels = {(r["src_host"], r["dst_host"], r["dport"]): r["label"] for r in table}
-    assert labels == {("a", "b", "445"): "worm", ("c", "b", "80"): "backup",
+    assert rows == len(table) == 3  # one row per flow: SYN and its RST are one
+    labels = {(r["src_host"], r["dest_host"], r["dest_port"]): r["label"] for r in table}
+    assert labels == {("a", "b", "445"): "worm-probe", ("c", "b", "80"): "backup",
                       ("a", "c", "22"): "unlabelled"}  # too far in time from its probe
     assert {r["outcome"] for r in table} == {"refused"}
+    assert {(r["pkts_toserver"], r["pkts_toclient"]) for r in table} == {("1", "1")}
+    probe = next(r for r in table if r["label"] == "worm-probe")
+    assert (probe["technique"], probe["generation"]) == ("T1046", "0")

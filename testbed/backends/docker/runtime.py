@@ -82,6 +82,8 @@ class DockerRuntime(NodeRuntime):
     name = "docker"
     node_stage = "containers"
     python = CONTAINER_PYTHON
+    host_memory_mib = 40.0  # the agent, plus the container's shim and runtime
+    node_memory_mib = 14.0  # the container alone
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client

@@ -33,8 +33,9 @@ class FabricBackend(Backend):
         self.name = runtime.name
 
     def deploy(self, topology: Topology, run_name: str, *,
-               progress: Progress | None = None) -> FabricDeployment:
-        plan, ledger = deploy_run(self.runtime, topology, run_name, progress=progress)
+               progress: Progress | None = None, agents: bool = True) -> FabricDeployment:
+        plan, ledger = deploy_run(self.runtime, topology, run_name, progress=progress,
+                                  agents=agents)
         return FabricDeployment(self.runtime, topology, run_name, plan, ledger)
 
     def attach(self, run_name: str) -> FabricDeployment:

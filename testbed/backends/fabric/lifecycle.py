@@ -1,11 +1,12 @@
 """Deploy with rollback, and destroy from the ledger: the one lifecycle of every fabric run.
 
-Owns: the order of a deployment (checks; ledger first; the fabric namespace; every node through
-the node runtime, in parallel; the wiring and policy; "up") and its rollback on any failure or
-Ctrl-C, and removal from the ledger alone (the runtime's nodes, then every process in the run's
-namespaces, then the namespaces, then the ledger), which also works after ``kill -9`` of the
-deployer. Also the run prefix, and the copy of the topology that lets another process attach.
-This block exists once: the netns and docker backends differ only in their node runtime.
+Owns: the order of a deployment (checks, capacity first: :mod:`testbed.backends.preflight`;
+ledger first; the fabric namespace; every node through the node runtime, in parallel; the wiring
+and policy; "up") and its rollback on any failure or Ctrl-C, and removal from the ledger alone
+(the runtime's nodes, then every process in the run's namespaces, then the namespaces, then the
+ledger), which also works after ``kill -9`` of the deployer. Also the run prefix, and the copy of
+the topology that lets another process attach. This block exists once: the netns and docker
+backends differ only in their node runtime.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from testbed.backends.fabric.plan import NodePlan, WiringPlan, new_prefix
 from testbed.backends.fabric.runtime import DeployContext, NodeRuntime
 from testbed.backends.fabric.wiring import FABRIC_SYSCTLS, parallel, wire
 from testbed.backends.ledger import Ledger, check_run_name, list_ledgers
+from testbed.backends.preflight import check_capacity
 from testbed.errors import BackendError, TestbedError, ToolMissingError
 from testbed.kernel import (
     NETNS_RUN_DIR,
@@ -154,8 +156,18 @@ def _make_nodes(runtime: NodeRuntime, context: DeployContext,
 
 
 def deploy_run(runtime: NodeRuntime, topology: Topology, run_name: str, *,
-               progress: Progress | None = None) -> tuple[WiringPlan, Ledger]:
-    """Build the run; on any failure (Ctrl-C included) remove what was built and raise."""
+               progress: Progress | None = None,
+               agents: bool = True) -> tuple[WiringPlan, Ledger]:
+    """Build the run; on any failure (Ctrl-C included) remove what was built and raise.
+
+    First of all, whether the machine can hold the topology (``CapacityError`` otherwise),
+    counting each host's agent when ``agents``: before privileges, tools, ledger or any
+    namespace."""
+    if agents:
+        check_capacity(topology, runtime.name, host_memory_mib=runtime.host_memory_mib)
+    else:
+        check_capacity(topology, runtime.name, host_memory_mib=runtime.node_memory_mib,
+                       memory_of="node")
     require_root()
     load_libnftables()
     check_run_name(run_name)

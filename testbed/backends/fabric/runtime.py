@@ -55,6 +55,11 @@ class NodeRuntime(ABC):
     """The progress stage reported while nodes are made."""
     python: str = "python3"
     """The Python interpreter inside a node (agents are started with it)."""
+    host_memory_mib: float = 26.0
+    """Memory one host costs in a run (MiB): its agent process (25 MiB resident, measured) and
+    its node; the pre-flight (``testbed.backends.preflight``) multiplies it by the hosts."""
+    node_memory_mib: float = 1.0
+    """Memory one host costs without an agent (``testbed up``): its namespace, links, rules."""
 
     def preflight(self, topology: Topology) -> None:  # noqa: B027 - optional hook
         """Check what this runtime needs before anything is recorded (tools, engine, images)."""

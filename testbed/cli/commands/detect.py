@@ -2,7 +2,8 @@
 
 Owns: the command line of offline detection: which detectors, parameter overrides, an optional
 topology that gives the operator's inventory (host names, unused addresses for ``darknet``), and
-the output (a table, or EVE-style JSON lines with ``--json``). The work is
+the output (a table, or Suricata EVE JSON lines with ``--json``), and ``-`` for a capture on
+standard input. The work is
 ``testbed.detection.run_offline``.
 """
 
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +29,13 @@ from testbed.errors import Diagnostic, InputError
 from testbed.model.scenario_spec import DetectorSpec
 
 NAME = "detect"
-HELP = "Run detectors over a pcap/pcapng file (offline mode)"
+HELP = "Run detectors over a pcap/pcapng file, or standard input with '-' (offline mode)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pcap", metavar="FILE.pcap", help="capture file (pcap or pcapng)")
+    parser.add_argument("pcap", metavar="FILE.pcap",
+                        help="capture file (pcap or pcapng); '-' reads it from standard input "
+                             "(tcpdump -w - | testbed detect -)")
     parser.add_argument("--detector", "-d", action="append", metavar="NAME", default=[],
                         help="detector to run (repeatable; 'all' for every registered one); "
                              f"default: {', '.join(DEFAULT_DETECTORS)}")
@@ -59,6 +66,23 @@ def _parse_params(items: list[str], names: list[str]) -> dict[str, dict[str, Any
     return params
 
 
+@contextmanager
+def _capture(argument: str) -> Iterator[Path]:
+    """The capture's path; ``-`` spools standard input to a temporary file first (the pcap
+    reader and Suricata need a file they can open)."""
+    if argument != "-":
+        yield Path(argument)
+        return
+    with tempfile.TemporaryDirectory(prefix="testbed-detect-") as directory:
+        spooled = Path(directory) / "stdin.pcap"
+        with spooled.open("wb") as stream:
+            shutil.copyfileobj(sys.stdin.buffer, stream, 1 << 20)
+        if not spooled.stat().st_size:
+            raise InputError(Diagnostic("-", 0, 0, "standard input held no capture",
+                                        hint="pipe a pcap in: tcpdump -w - | testbed detect -"))
+        yield spooled
+
+
 def run(args: argparse.Namespace) -> int:
     names: list[str] = []
     for name in args.detector or DEFAULT_DETECTORS:
@@ -77,13 +101,16 @@ def run(args: argparse.Namespace) -> int:
         def progress(count: int) -> None:
             sys.stderr.write(f"\r{count:,} events...")
             sys.stderr.flush()
-    alerts = run_offline(Path(args.pcap), specs=specs, context=context, seed=args.seed,
-                         progress=progress)
+    with _capture(args.pcap) as pcap:
+        alerts = run_offline(pcap, specs=specs, context=context, seed=args.seed,
+                             progress=progress)
     if progress is not None:
         sys.stderr.write("\r" + " " * 30 + "\r")
+    sensor = "stdin" if args.pcap == "-" else Path(args.pcap).name  # EVE ``host``
     if args.json:
         for alert in alerts:
-            sys.stdout.write(json.dumps(alert.to_record(clock_offset=0.0), sort_keys=True) + "\n")
+            sys.stdout.write(json.dumps(alert.to_record(clock_offset=0.0, sensor=sensor),
+                                        sort_keys=True) + "\n")
         return 0
     from rich.console import Console
     from rich.table import Table

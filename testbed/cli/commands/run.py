@@ -3,6 +3,9 @@
 Prints the headline metrics and the report's path at the end (``--json``: results.json on
 stdout). Exit status 0 when the run completed (whatever its grade), 130 after Ctrl-C (cleaned up,
 partial results written).
+
+``--ui`` also serves the dashboard (``testbed ui``) of the run while it goes, in this process,
+and keeps serving it after the run for the debrief until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,9 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from testbed.backends import BACKENDS
+from testbed.cli.commands.ui import add_server_options, start_dashboard
 from testbed.detection import load_scenario
+
+if TYPE_CHECKING:
+    from testbed.model.load_scenario import Scenario
 
 NAME = "run"
 HELP = "Run a scenario end to end and score the containment"
@@ -20,7 +30,8 @@ HELP = "Run a scenario end to end and score the containment"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
-    parser.add_argument("--backend", help="netns or docker (default: the scenario's)")
+    parser.add_argument("--backend", help=f"{', '.join(BACKENDS.names())} (default: the "
+                                          "scenario's; sim: simulated in virtual time)")
     parser.add_argument("--seed", type=int, help="seed of the first run (default: the scenario's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="run directory (default runs/<scenario>-<timestamp>/)")
@@ -31,12 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-live", action="store_true",
                         help="plain progress lines instead of the live view (CI, logs)")
     parser.add_argument("--json", action="store_true", help="print results.json on stdout")
+    parser.add_argument("--ui", action="store_true",
+                        help="serve the live dashboard of this run (see `testbed ui`)")
+    add_server_options(parser, prefix="ui-")
 
 
 def run(args: argparse.Namespace) -> int:
-    from testbed.results import headline, summarize
-    from testbed.runner import run_repetitions
-
     scenario = load_scenario(args.scenario)
     if args.duration is not None and args.duration <= 0:
         sys.stderr.write("testbed run: error: --duration must be positive\n")
@@ -44,6 +55,37 @@ def run(args: argparse.Namespace) -> int:
     if args.repetitions is not None and args.repetitions < 1:
         sys.stderr.write("testbed run: error: --repetitions must be at least 1\n")
         return 2
+    if not args.ui:
+        return _run_and_print(args, scenario)
+    from testbed.runner import default_out_dir
+
+    out_dir = args.out if args.out is not None else default_out_dir(scenario)
+    repeated = (args.repetitions or scenario.spec.repetitions) > 1
+    # One run: served among its siblings, addressed by its directory's name. Repetitions: the
+    # folder holding their seed-N directories.
+    runs_dir, path = (out_dir, "/") if repeated else (out_dir.parent, f"/runs/{out_dir.name}")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    server = start_dashboard(runs_dir, host=args.ui_host, port=args.ui_port,
+                             open_browser=not args.no_browser, path=path,
+                             stream=sys.stderr if args.json else sys.stdout)
+    try:
+        args.out = out_dir
+        status = _run_and_print(args, scenario)
+        print(f"The dashboard stays up for the debrief: {server.url(path)} (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        return status
+    finally:
+        server.__exit__(None, None, None)
+
+
+def _run_and_print(args: argparse.Namespace, scenario: Scenario) -> int:
+    from testbed.results import headline, summarize
+    from testbed.runner import run_repetitions
+
     runs = run_repetitions(scenario, repetitions=args.repetitions, out_dir=args.out,
                            seed=args.seed, backend=args.backend, duration=args.duration,
                            live=not args.no_live and not args.json)

@@ -9,8 +9,8 @@ import sys
 from testbed.schema import SCHEMA_KINDS, schema_text
 
 NAME = "schema"
-HELP = ("Print the JSON Schema of a file format (topology, scenario, profile, bench) or of a "
-        "run record (results, manifest)")
+HELP = ("Print the JSON Schema of a file format (topology, scenario, profile, bench, sweep) or "
+        "of a run record (results, manifest, events, alerts, actions, labels, flows)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
     started = time.perf_counter()
     with stage_progress(not args.quiet and not args.json) as progress:
-        deployment = backend.deploy(topology, name, progress=progress)
+        deployment = backend.deploy(topology, name, progress=progress, agents=False)
     seconds = time.perf_counter() - started
     summary = {"run": name, "backend": args.backend, "topology": topology.name,
                "hosts": len(topology.hosts), "routers": len(topology.routers),

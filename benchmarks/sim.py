@@ -1,0 +1,292 @@
+"""Benchmark: the simulation backend's speed on one core (issue 11, "speed goals").
+
+Run: ``python benchmarks/sim.py [--hosts 100000] [--duration 60] [--million-hosts 1000000]
+[--json]`` (``--million-hosts 0`` skips the million-host run). Prints
+- simulated probes per second for the classic worm on a flat network of ``--hosts`` hosts
+  (generated in memory: one segment, 10 % running a vulnerable SMB, no detectors), on the
+  vectorised fast path (``testbed.sim.fastpath``: the classic Brain's semantics in arrays; the
+  equivalence argument is in its docstring, pinned by
+  ``tests/unit/test_sim_replay.py::test_fast_path_spreads_like_the_event_engine``) and, over a
+  shorter outbreak, on the event engine that drives one real ``Brain`` per host
+  (goal: 1,000,000 probes/s);
+- the same for the adaptive profile on the event engine (goal: 100,000 probes/s), and the
+  adaptive ``Brain`` alone (plan + observe, no engine): the ceiling of any engine that keeps
+  per-host brains;
+- the wall time of smb-flat's 60 s scenario (scenarios/smb-flat.yaml), simulated alone and end
+  to end with scoring and the report (goal: 0.5 s, process start-up aside);
+- a ``--million-hosts`` flat topology (1 % vulnerable) generated, simulated for 60 virtual
+  seconds (classic) and scored (report off), with wall time and peak resident memory
+  (goal: 60 s and 8 GiB), measured in a child process so its memory is its own;
+- the goals, each with its figure, met or not.
+No figure is asserted: benchmarks print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testbed.model.load_scenario import load_scenario
+from testbed.sim.engine import Simulation
+from testbed.sim.generate import flat_topology, scenario_for
+from testbed.sim.run import run_simulation, simulate
+from testbed.sim.timing import load_timing
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def flat_run(hosts: int, profile: str, duration: float, fast: bool, workdir: Path,
+             vulnerable: float = 0.1) -> dict[str, Any]:
+    """Simulate one outbreak on a generated flat network; probes and seconds (setup apart)."""
+    started = time.perf_counter()
+    topology = flat_topology(hosts, vulnerable_fraction=vulnerable, seed=1)
+    scenario = scenario_for(topology, {
+        "duration_s": duration, "seed": 1, "stop": {"when": []},
+        "worm": {"profile": profile, "patient_zero": ["h0"], "start_s": 0}})
+    out = workdir / f"{profile}-{hosts}-{'fast' if fast else 'events'}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=out,
+                            duration=duration, wall_base=0.0, run_name="bench",
+                            record_probes=False, fast_path=fast)
+    setup = time.perf_counter() - started
+    started, started_cpu = time.perf_counter(), time.process_time()
+    outcome = simulation.run()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - started_cpu
+    probes = int(outcome.counters["probes"])
+    return {**growth_rate(out, topology, profile, duration),
+            "hosts": hosts, "profile": profile, "mode": simulation.mode,
+            "virtual_s": duration, "probes": probes, "infected": len(simulation.infected),
+            "wall_s": round(seconds, 3), "cpu_s": round(cpu, 3), "setup_s": round(setup, 3),
+            "probes_per_s": round(probes / seconds) if seconds else None,
+            "probes_per_cpu_s": round(probes / cpu) if cpu else None}
+
+
+def growth_rate(run_dir: Path, topology: Any, profile: str, duration: float) -> dict[str, Any]:
+    """The outbreak's logistic rate K, fitted between 10 % and 50 % of the vulnerable hosts, and
+    the random constant spread model's K = rate x vulnerable / addresses (Staniford et al.)."""
+    from testbed.agent.brain import PROFILE_PARAMETERS, AddressSpace
+
+    vulnerable = sum(1 for host in topology.hosts.values() if host.susceptible)
+    addresses = AddressSpace(tuple(str(c) for c in topology.cidrs)).total
+    rate = float(PROFILE_PARAMETERS[profile]["rate"].default)
+    times = sorted(json.loads(line)["mono"] for line in
+                   (run_dir / "events.jsonl").read_text().splitlines()
+                   if '"type": "infection"' in line)
+    fitted = None
+    low, high = round(0.1 * vulnerable), round(0.5 * vulnerable)
+    if len(times) > high > low > 0 and times[high - 1] > times[low - 1]:
+        logit = math.log(0.5 / 0.5) - math.log(0.1 / 0.9)
+        fitted = round(logit / (times[high - 1] - times[low - 1]), 3)
+    return {"k_fitted": fitted, "k_model": round(rate * vulnerable / addresses, 3)}
+
+
+def smb_flat(workdir: Path) -> dict[str, Any]:
+    scenario = load_scenario(REPO / "scenarios" / "smb-flat.yaml")
+    walls = []
+    for seed in range(1, 6):
+        out = workdir / f"smb-flat-{seed}"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        results, _ = run_simulation(scenario, seed=seed, out_dir=out)
+        walls.append((time.perf_counter() - started, results["run"]["timings_s"]["simulate_s"],
+                      results["run"]["duration_s"], results["run"]["stop_reason"]))
+    walls.sort()
+    end_to_end, simulate, virtual, reason = walls[len(walls) // 2]
+    scenario_60 = scenario.spec.model_copy(update={"stop": scenario.spec.stop.model_copy(
+        update={"when": []})})
+    from dataclasses import replace
+
+    out = workdir / "smb-flat-full"
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    full, _ = run_simulation(replace(scenario, spec=scenario_60), seed=1, out_dir=out)
+    full_wall = time.perf_counter() - started
+    return {"median_end_to_end_s": round(end_to_end, 3), "median_simulate_s": simulate,
+            "median_virtual_s": virtual, "median_stop_reason": reason,
+            "no_stop_60s_end_to_end_s": round(full_wall, 3),
+            "no_stop_60s_simulate_s": full["run"]["timings_s"]["simulate_s"]}
+
+
+def brain_alone(profile: str, probes: int = 100_000) -> dict[str, Any]:
+    """The ``Brain`` with no engine: 1,000 brains planning and observing (10 % of probes answer
+    not-vulnerable, the rest unreachable) -- the per-probe cost every engine with per-host
+    brains pays on top of its own."""
+    from testbed.agent.brain import Brain, Observation, WormView
+    from testbed.agent.config import ExploitSpec
+
+    arsenal = (ExploitSpec("MOCK-SMB-1", "smb", 445, "tcp"),)
+    view = WormView("10.0.0.1", "10.0.0.0/15", ("10.0.0.0/15",), arsenal, ())
+    brains = [Brain(view, profile, {}, seed=index, start=0.0) for index in range(1000)]
+    outcomes = random.Random(1)
+    planned, now = 0, 0.0
+    started, started_cpu = time.perf_counter(), time.process_time()
+    while planned < probes:
+        now += 0.2
+        for brain in brains:
+            for probe in brain.plan(now).probes:
+                planned += 1
+                brain.observe(Observation(probe, "not-vulnerable" if outcomes.random() < 0.1
+                                          else "unreachable", now))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    return {"profile": profile, "probes": planned, "wall_s": round(seconds, 3),
+            "probes_per_s": round(planned / seconds),
+            "probes_per_cpu_s": round(planned / cpu) if cpu else None}
+
+
+def million(hosts: int, workdir: Path) -> dict[str, Any]:
+    """Generate, simulate 60 virtual seconds of a classic outbreak, score; wall and peak RSS
+    of this process (call it in a fresh process: ``--million-child``)."""
+
+    started, started_cpu = time.perf_counter(), time.process_time()
+    topology = flat_topology(hosts, vulnerable_fraction=0.01, seed=1)
+    scenario = scenario_for(topology, {
+        "duration_s": 60, "seed": 1, "stop": {"when": []}, "outputs": {"report": False},
+        "worm": {"profile": "classic", "patient_zero": ["h0"], "start_s": 0}})
+    loaded = time.perf_counter() - started
+    out = workdir / "million"
+    shutil.rmtree(out, ignore_errors=True)
+    run = simulate(scenario, seed=1, out_dir=out)
+    wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    mode = json.loads((run.run_dir / "sim.json").read_text())["mode"]
+    return {"hosts": hosts, "mode": mode, "generate_s": round(loaded, 3),
+            "simulate_s": round(run.timings["simulate_s"], 3),
+            "score_s": round(run.timings.get("score_report_s", 0.0), 3),
+            "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "infected": run.results.infected_total,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def million_in_child(hosts: int) -> dict[str, Any]:
+    output = subprocess.run([sys.executable, __file__, "--million-child", str(hosts)],
+                            check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def goals(figures: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """(goal, measured figure, met) for every goal whose figure was measured."""
+    rows: list[tuple[str, str, bool | None]] = []
+    fast = figures.get("classic_fast")
+    if fast:
+        rows.append((f"classic >= 1,000,000 probes/s on {fast['hosts']:,} hosts ({fast['mode']})",
+                     f"{fast['probes_per_cpu_s']:,} per CPU s ({fast['probes_per_s']:,} per "
+                     "wall s)", fast["probes_per_cpu_s"] >= 1_000_000))
+    adaptive = figures.get("adaptive_events")
+    if adaptive:
+        ceiling = figures.get("adaptive_brain_alone", {}).get("probes_per_cpu_s")
+        rows.append(("adaptive >= 100,000 probes/s (event engine, a Brain per host)",
+                     f"{adaptive['probes_per_cpu_s']:,} per CPU s (the Brain alone: "
+                     f"{ceiling:,})" if ceiling else f"{adaptive['probes_per_cpu_s']:,} per CPU s",
+                     adaptive["probes_per_cpu_s"] >= 100_000))
+    smb = figures.get("smb_flat")
+    if smb:
+        rows.append(("smb-flat 60 s scenario <= 0.5 s wall (simulated, no stop conditions)",
+                     f"{smb['no_stop_60s_simulate_s']} s simulated, "
+                     f"{smb['no_stop_60s_end_to_end_s']} s with scoring and report",
+                     smb["no_stop_60s_simulate_s"] <= 0.5))
+    big = figures.get("million")
+    if big:
+        rows.append((f"{big['hosts']:,} hosts generated, 60 s classic outbreak, scored: "
+                     "<= 60 s and 8 GiB",
+                     f"{big['wall_s']} s (generate {big['generate_s']}, simulate "
+                     f"{big['simulate_s']}, score {big['score_s']}), "
+                     f"{big['peak_rss_mib']:,} MiB peak",
+                     big["wall_s"] <= 60 and big["peak_rss_mib"] <= 8 * 1024))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=100_000)
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="virtual seconds of the fast-path outbreak")
+    parser.add_argument("--engine-duration", type=float, default=8.0,
+                        help="virtual seconds of the event-engine outbreaks (slower)")
+    parser.add_argument("--vulnerable", type=float, default=0.1,
+                        help="share of hosts running the vulnerable service")
+    parser.add_argument("--fast-only", action="store_true",
+                        help="only the fast-path figure (e.g. with --hosts 1000000)")
+    parser.add_argument("--million-hosts", type=int, default=1_000_000,
+                        help="hosts of the generate-simulate-score run (0: skip it)")
+    parser.add_argument("--million-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.million_child:
+        with tempfile.TemporaryDirectory(prefix="sim-bench-") as temporary:
+            print(json.dumps(million(args.million_child, Path(temporary))))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="sim-bench-") as temporary:
+        workdir = Path(temporary)
+        figures: dict[str, Any] = {"classic_fast": flat_run(
+            args.hosts, "classic", args.duration, True, workdir, args.vulnerable)}
+        if not args.fast_only:
+            figures["classic_events"] = flat_run(args.hosts, "classic", args.engine_duration,
+                                                 False, workdir, args.vulnerable)
+            figures["adaptive_events"] = flat_run(args.hosts, "adaptive",
+                                                  3 * args.engine_duration, False, workdir,
+                                                  args.vulnerable)
+            figures["adaptive_brain_alone"] = brain_alone("adaptive")
+            figures["smb_flat"] = smb_flat(workdir)
+    if args.million_hosts:
+        figures["million"] = million_in_child(args.million_hosts)
+    figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    figures["goals"] = [{"goal": goal, "measured": measured, "met": met}
+                        for goal, measured, met in goals(figures)]
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    for key in ("classic_fast", "classic_events", "adaptive_events"):
+        if key not in figures:
+            continue
+        row = figures[key]
+        print(f"{row['profile']:>9} on {row['hosts']:,} hosts, {row['mode']:>12}: "
+              f"{row['probes_per_s']:>10,} probes/s, {row['probes_per_cpu_s']:>10,} per CPU "
+              f"second ({row['probes']:,} probes, "
+              f"{row['virtual_s']:g} virtual s in {row['wall_s']} s; setup {row['setup_s']} s; "
+              f"{row['infected']:,} infected; logistic K fitted {row['k_fitted']}/s, "
+              f"random constant spread model {row['k_model']}/s)")
+    if "adaptive_brain_alone" in figures:
+        alone = figures["adaptive_brain_alone"]
+        print(f" adaptive Brain alone (plan + observe, no engine): {alone['probes_per_s']:,} "
+              f"probes/s, {alone['probes_per_cpu_s']:,} per CPU second ({alone['probes']:,} "
+              f"probes in {alone['wall_s']} s)")
+    print(f"peak resident memory (this process): {figures['peak_rss_mib']:,} MiB")
+    if "million" in figures:
+        big = figures["million"]
+        print(f"{big['hosts']:,} hosts ({big['mode']}): generated in {big['generate_s']} s, "
+              f"60 virtual s simulated in {big['simulate_s']} s, scored in {big['score_s']} s; "
+              f"{big['wall_s']} s in all ({big['cpu_s']} CPU s), peak resident memory "
+              f"{big['peak_rss_mib']:,} MiB; "
+              f"{big['infected']:,} infected")
+    if "smb_flat" in figures:
+        print_smb(figures["smb_flat"])
+    print("goals:")
+    for goal, measured, met in goals(figures):
+        print(f"  [{'met' if met else 'NOT met'}] {goal}: {measured}")
+    return 0
+
+
+def print_smb(smb: dict[str, Any]) -> None:
+    print(f"smb-flat (60 s scenario, stops when contained at {smb['median_virtual_s']} s "
+          f"virtual): {smb['median_simulate_s']} s simulated, {smb['median_end_to_end_s']} s "
+          "end to end with scoring and report (median of 5 seeds)")
+    print(f"smb-flat without stop conditions (all 60 virtual s): "
+          f"{smb['no_stop_60s_simulate_s']} s simulated, {smb['no_stop_60s_end_to_end_s']} s "
+          "end to end")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
