@@ -114,6 +114,11 @@ class ResponseSpec(_Strict):
                           "decision interval it reads the alerts and containment state and "
                           "quarantines, releases or blocks hosts (docs/gym.md).")
 
+    @property
+    def acts_on_alerts(self) -> bool:
+        """Whether anything contains by itself: automation on, with rules or a policy."""
+        return self.automation and bool(self.rules or self.policy)
+
 
 class StopSpec(_Strict):
     when: list[Literal["contained", "all-infected", "crown-jewel-infected"]] = Field(

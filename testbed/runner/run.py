@@ -249,7 +249,7 @@ class Run:
         action_log = ActionLog(state_dir / "actions.jsonl")
         action_log.path.touch()
         responder = (Responder(spec.response, deployment, action_log)
-                     if spec.response.automation and spec.response.rules else None)
+                     if spec.response.acts_on_alerts else None)
         self.defence = Defence(sensor=sensor, detectors=detectors, alert_log=alert_log,
                                action_log=action_log, responder=responder,
                                outbreak=Outbreak(self.scenario, state_dir))

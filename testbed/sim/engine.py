@@ -241,7 +241,7 @@ class Simulation:
                 want_data = any("data" in d.KINDS for d in self.detectors.detectors)
                 self.sensor = SimSensor(monitored, want_data=want_data)
                 self.network.sink = self.sensor.packet
-                if self.spec.response.automation and self.spec.response.rules:
+                if self.spec.response.acts_on_alerts:
                     self.responder = Responder(self.spec.response,
                                                SimDeployment(self.scenario, self.timing),
                                                actions_path, clock=lambda: self.now)

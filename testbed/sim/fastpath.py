@@ -75,7 +75,7 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
     if simulation.detectors is not None or (spec.detectors
                                             and simulation.scenario.monitored_segments()):
         return "detectors are watching"
-    if spec.response.automation and spec.response.rules:
+    if spec.response.acts_on_alerts:
         return "automated response"
     if simulation.record_probes:
         return "per-probe records are on"

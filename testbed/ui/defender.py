@@ -31,7 +31,8 @@ from testbed.errors import TestbedError
 from testbed.model.load_scenario import Scenario
 from testbed.model.topology import Topology
 from testbed.policy import ContainmentState
-from testbed.runner.manual import manual_action
+from testbed.runner.manual import manual_action, manual_user
+from testbed.sim.pacing import request_action
 from testbed.ui.alerts import AlertView, read_alert
 from testbed.ui.sources import RunSource, read_lines
 
@@ -81,7 +82,8 @@ def defender_view(source: RunSource, scenario: Scenario | None,
 
     ``at_s`` drives a replay's time slider; a live page leaves it None."""
     facts = source.facts
-    clock_s = source.clock().now_s()
+    clock = source.clock()
+    clock_s = clock.now_s()
     shown_s = at_s if at_s is not None else clock_s
     topology = scenario.topology if scenario is not None else None
     addresses = inventory(topology) if topology is not None else {}
@@ -114,6 +116,8 @@ def defender_view(source: RunSource, scenario: Scenario | None,
         "phase": source.phase,
         "live": source.live,
         "clock_s": _round(clock_s),
+        # a live simulated run's rate (x1, x10, 0: paused); None when the clock is fixed
+        "playback_rate": getattr(clock, "rate", None) if clock.controllable else None,
         "shown_s": _round(shown_s),
         "end_s": _round(facts.end_s),
         "duration_s": facts.duration_s,
@@ -168,9 +172,23 @@ def act(source: RunSource, action: Action, *, user: str | None) -> ActionRecord:
     """Carry out a defender's action on the live run behind ``source`` (as ``testbed quarantine``
     does: ``testbed.runner.manual.manual_action``, logged to the run's ``actions.jsonl``).
 
+    A live simulated run takes it from the page through its state directory
+    (``testbed.sim.pacing.request_action``): the simulation carries it out at its current
+    virtual time and logs it the same way.
+
     Raises ``TestbedError`` when the run is not live, or the backend's error (after the failed
     record was logged)."""
     if not source.live or not source.facts.run_name:
         raise TestbedError(f"run {source.name} is not live: actions need a running deployment")
+    if source.simulated and source.state_dir is not None:
+        answer = request_action(source.state_dir, action.model_dump(mode="json"),
+                                user=user or manual_user())
+        record = answer.get("record")
+        if "error" in answer:
+            err = TestbedError(str(answer["error"]))
+            err.action_record = (  # type: ignore[attr-defined]
+                ActionRecord.model_validate(record) if isinstance(record, dict) else None)
+            raise err
+        return ActionRecord.model_validate(record)
     return manual_action(source.facts.run_name, action, backend=source.facts.backend,
                          user=user)

@@ -13,7 +13,8 @@ Routes (``RUN`` is a run's directory name under the served folder):
   ``/api/runs/RUN/stream?view=defender|truth`` (server-sent events, checked every 0.25 s).
 - ``POST /api/runs/RUN/actions`` a defender's action (quarantine, release, block, unblock);
   ``POST /api/runs/RUN/hints`` an exercise's next hint; ``GET|POST /api/runs/RUN/playback``
-  the run's clock (a real run's is fixed; a simulated run's clock will take x1, x10, pause).
+  the run's clock (a real run's is fixed; a live simulated run's plays x1, x10 or pauses:
+  ``{"rate": 0 | 1 | 10}``).
 
 Safety: every request but the static assets needs the session token, compared in constant time
 (``secrets.compare_digest``): from the URL printed at start (``?token=``, then kept in a
@@ -358,7 +359,8 @@ def create_app(runs_dir: Path, token: str, *, allowed_hosts: list[str] | None = 
                 return _error(400, 'the body is {"rate": 0 | 1 | 10}')
             except TestbedError as err:
                 return _error(409, str(err))
-        return _json({"controllable": clock.controllable, "now_s": clock.now_s()})
+        return _json({"controllable": clock.controllable, "now_s": clock.now_s(),
+                      "rate": getattr(clock, "rate", None)})
 
     routes = [
         Route("/", index),

@@ -5,7 +5,8 @@ Owns: ``RunCatalog`` (every run directory under a folder, addressed by its direc
 the live state directory of the ones a runner is still writing, found through the runner's
 ``runner.json`` heartbeat in ``state_root()``), ``RunSource`` (one run: where its alerts, actions
 and manifest are right now, its scenario, and its clock) and ``RunClock`` (how a run's time
-advances; the seam where a simulated run will later be paused or sped up).
+advances: a live simulated run's is ``testbed.sim.pacing.PacedClock``, which the page plays at
+x1, x10 or pauses).
 
 A live run's records are read from its state directory (the runner appends there); once the
 runner collected them, from the run directory. Both hold the same files, so nothing else in the
@@ -31,9 +32,10 @@ from testbed.backends.ledger import pid_alive
 from testbed.errors import TestbedError
 from testbed.model.load_scenario import Scenario, load_scenario
 from testbed.records import read_json_lines
+from testbed.sim.pacing import PacedClock
 
-__all__ = ["RealTimeClock", "RunCatalog", "RunClock", "RunFacts", "RunNotServed", "RunSource",
-           "StoppedClock"]
+__all__ = ["PacedClock", "RealTimeClock", "RunCatalog", "RunClock", "RunFacts", "RunNotServed",
+           "RunSource", "StoppedClock"]
 
 MANIFEST_FILE = "manifest.json"
 RESULTS_FILE = "results.json"  # its presence marks a finished run (written last)
@@ -49,9 +51,9 @@ class RunClock(Protocol):
     """How a run's time advances, in seconds since its t0.
 
     A real run's clock is the machine's (``RealTimeClock``, not controllable: the kernel does
-    not wait for anybody). A simulated run's clock will answer ``set_rate`` (x1, x10, 0 to pause)
-    so that a person can defend a simulated outbreak at human pace; the dashboard's
-    ``/api/runs/{run}/playback`` endpoint calls it and already refuses clocks that cannot."""
+    not wait for anybody). A live simulated run's clock (``PacedClock``) answers ``set_rate``
+    (x1, x10, 0 to pause) so that a person can defend a simulated outbreak at human pace; the
+    dashboard's ``/api/runs/{run}/playback`` endpoint calls it and refuses clocks that cannot."""
 
     @property
     def controllable(self) -> bool:
@@ -110,6 +112,7 @@ class RunFacts:
     t0_wall: float | None = None
     end_mono: float | None = None
     automation: bool | None = None
+    clock: str | None = None  # "virtual" for a simulated run
 
     @classmethod
     def read(cls, path: Path) -> RunFacts:
@@ -175,7 +178,13 @@ class RunSource:
             return "running" if self.facts.t0_mono is not None else "deploying"
         return "starting" if not any(self.run_dir.iterdir()) else "stopped"
 
+    @property
+    def simulated(self) -> bool:
+        return self.facts.clock == "virtual"
+
     def clock(self) -> RunClock:
+        if self.live and self.state_dir is not None and self.simulated:
+            return PacedClock(self.state_dir)
         if self.live:
             return RealTimeClock(self.facts.t0_mono)
         return StoppedClock(self.facts.end_s)

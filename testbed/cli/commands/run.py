@@ -5,7 +5,9 @@ stdout). Exit status 0 when the run completed (whatever its grade), 130 after Ct
 partial results written).
 
 ``--ui`` also serves the dashboard (``testbed ui``) of the run while it goes, in this process,
-and keeps serving it after the run for the debrief until Ctrl-C.
+and keeps serving it after the run for the debrief until Ctrl-C. With the sim backend, ``--ui``
+plays the simulation against the wall clock (x1; x10 or paused from the page,
+``testbed.sim.paced``) so that a person can defend it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from testbed.detection import load_scenario
 
 if TYPE_CHECKING:
     from testbed.model.load_scenario import Scenario
+    from testbed.runner.run import RunResult
 
 NAME = "run"
 HELP = "Run a scenario end to end and score the containment"
@@ -61,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = args.out if args.out is not None else default_out_dir(scenario)
     repeated = (args.repetitions or scenario.spec.repetitions) > 1
+    paced = BACKENDS.get(args.backend or scenario.spec.backend).simulated
+    if paced and repeated:
+        sys.stderr.write("testbed run: error: --ui plays one simulated run at human pace: "
+                         "drop --repetitions (or set repetitions: 1)\n")
+        return 2
     # One run: served among its siblings, addressed by its directory's name. Repetitions: the
     # folder holding their seed-N directories.
     runs_dir, path = (out_dir, "/") if repeated else (out_dir.parent, f"/runs/{out_dir.name}")
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                              stream=sys.stderr if args.json else sys.stdout)
     try:
         args.out = out_dir
-        status = _run_and_print(args, scenario)
+        status = _play_and_print(args, scenario) if paced else _run_and_print(args, scenario)
         print(f"The dashboard stays up for the debrief: {server.url(path)} (Ctrl-C to stop)",
               file=sys.stderr, flush=True)
         try:
@@ -82,13 +90,34 @@ def run(args: argparse.Namespace) -> int:
         server.__exit__(None, None, None)
 
 
+def _play_and_print(args: argparse.Namespace, scenario: Scenario) -> int:
+    """A simulated run played at human pace for the dashboard (``testbed.sim.paced``)."""
+    from testbed.runner.run import RunResult
+    from testbed.sim.paced import simulate_paced
+
+    print(f"playing {scenario.name} in virtual time at x1: play x10 or pause from the page",
+          file=sys.stderr, flush=True)
+    run = simulate_paced(scenario, args.seed, args.out, args.duration)
+    interrupted = run.stop_reason == "interrupted"  # Ctrl-C: scored up to then, as a real run
+    status = _print_runs(args, [RunResult(
+        run_name=run.run_name, run_dir=run.run_dir, results=run.results, report=run.report,
+        interrupted=interrupted, stop_reason=run.stop_reason,
+        wall_s=run.wall_s, timings=dict(run.timings))])
+    return 130 if interrupted else status
+
+
 def _run_and_print(args: argparse.Namespace, scenario: Scenario) -> int:
-    from testbed.results import headline, summarize
     from testbed.runner import run_repetitions
 
     runs = run_repetitions(scenario, repetitions=args.repetitions, out_dir=args.out,
                            seed=args.seed, backend=args.backend, duration=args.duration,
                            live=not args.no_live and not args.json)
+    return _print_runs(args, runs)
+
+
+def _print_runs(args: argparse.Namespace, runs: list[RunResult]) -> int:
+    from testbed.results import headline, summarize
+
     if args.json:
         if len(runs) == 1:
             sys.stdout.write(runs[0].results.to_json())

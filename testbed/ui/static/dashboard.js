@@ -114,8 +114,23 @@
       : kind + " " + selected + " failed: " + data.error;
   }
 
+  // ---- playback of a live simulated run: x1, x10, pause ------------------------------------
+  function renderPlayback(state) {
+    const playing = state.playback_rate;
+    $("playback").hidden = playing === null || playing === undefined || replayAt !== null;
+    for (const button of $("playback").querySelectorAll("button")) {
+      button.classList.toggle("active", parseFloat(button.dataset.rate) === playing);
+    }
+  }
+
+  async function setRate(rate) {
+    const response = await api(base + "/playback", {method: "POST", body: JSON.stringify({rate: rate})});
+    if (!response.ok) $("action-status").textContent = "playback: " + (await response.json()).error;
+  }
+
   function renderDefender(state) {
     lastDefender = state;
+    renderPlayback(state);
     $("phase").textContent = state.phase;
     $("phase").className = "badge " + state.phase;
     $("clock").textContent = seconds(replayAt !== null ? replayAt : state.clock_s);
@@ -292,6 +307,9 @@
     $("act-release").addEventListener("click", () => act("release"));
     $("act-block").addEventListener("click", () => act("block"));
     $("hint").addEventListener("click", revealHint);
+    for (const button of $("playback").querySelectorAll("button")) {
+      button.addEventListener("click", () => setRate(parseFloat(button.dataset.rate)));
+    }
     document.addEventListener("keydown", (event) => {
       if (event.target instanceof HTMLInputElement || event.ctrlKey || event.metaKey || event.altKey) return;
       const keys = {q: "act-quarantine", r: "act-release", b: "act-block", h: "hint"};
