@@ -30,17 +30,16 @@ from testbed.actions import Action, ActionLog, execute_action
 from testbed.backends.base import state_root
 from testbed.backends.ledger import pid_alive
 from testbed.errors import RunError, TestbedError
-from testbed.files import write_json_atomically, write_text_atomically
+from testbed.files import write_json_atomically
 from testbed.model.load_scenario import Scenario
 from testbed.runner.outputs import (
     RunnerState,
     read_runner_state,
     write_runner_state,
 )
-from testbed.sim.bindings import Manifest, load_run_records, score, write_report
 from testbed.sim.engine import SimDeployment, Simulation
 from testbed.sim.pacing import PacedClock, PendingRequest, pending_requests, start_pace
-from testbed.sim.run import SimulatedRun, default_sim_dir
+from testbed.sim.run import SimulatedRun, complete_run_directory, default_sim_dir, sim_manifest
 from testbed.sim.timing import Timing, load_timing
 
 __all__ = ["PACE_STEP_S", "simulate_paced"]
@@ -160,14 +159,8 @@ def simulate_paced(scenario: Scenario, seed: int | None = None, out_dir: Path | 
         simulation = _PacedSimulation(scenario, seed=seed, timing=timing, run_dir=state_dir,
                                       duration=duration, wall_base=wall_base,
                                       run_name=run_name, state_dir=state_dir, out_dir=run_dir)
-        manifest = Manifest(
-            scenario=scenario.name, scenario_path=_path_text(scenario.path),
-            topology_path=_path_text(scenario.topology_path), run_name=run_name,
-            backend="sim", seed=seed, duration_s=duration, worm_profile=spec.worm.profile,
-            patient_zero=tuple(scenario.patient_zero()),
-            detectors=tuple(d.name for d in spec.detectors),
-            automation=spec.response.automation, clock="virtual", t0_mono=0.0,
-            t0_wall=wall_base, state_dir=str(state_dir))
+        manifest = sim_manifest(scenario, run_name=run_name, seed=seed, duration=duration,
+                                wall_base=wall_base, state_dir=state_dir)
         write_json_atomically(state_dir / "manifest.json", manifest.model_dump(mode="json"))
         start_pace(state_dir, rate=rate, end_s=duration)
         simulation._heartbeat()
@@ -176,30 +169,9 @@ def simulate_paced(scenario: Scenario, seed: int | None = None, out_dir: Path | 
         simulate_s = time.perf_counter() - started
         for name in RECORD_FILES:
             shutil.copyfile(state_dir / name, run_dir / name)
-        final = manifest.model_copy(update={
-            "state_dir": None, "end_mono": outcome.end, "wall_duration_s": round(simulate_s, 6),
-            "interrupted": simulation.interrupted, "stop_reason": outcome.stop_reason,
-            "egress_counters": {}, "sensor_stats": outcome.sensor_stats})
-        write_json_atomically(run_dir / "manifest.json", final.model_dump(mode="json"))
-        write_json_atomically(run_dir / "sim.json", {
-            "timing": timing.as_dict(), "mode": "paced", "counters": outcome.counters,
-            "record_probes": simulation.record_probes, "virtual_duration_s": outcome.end,
-            "wall_duration_s": simulate_s})
-        phase = time.perf_counter()
-        records = load_run_records(run_dir, scenario.topology)
-        results = score(records, stop_reason=outcome.stop_reason,
-                        timings={"simulate_s": round(simulate_s, 3)})
-        report = (write_report(run_dir / "report.html", results, records)
-                  if spec.outputs.report else None)
-        write_text_atomically(run_dir / "results.json", results.to_json())
-        score_report_s = time.perf_counter() - phase
+        return complete_run_directory(run_dir, scenario, manifest, outcome=outcome,
+                                      simulation=simulation, timing=timing,
+                                      simulate_s=simulate_s, started=started,
+                                      interrupted=simulation.interrupted, mode="paced")
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
-    return SimulatedRun(run_name=run_name, run_dir=run_dir, results=results, report=report,
-                        stop_reason=outcome.stop_reason, wall_s=time.perf_counter() - started,
-                        timings={"simulate_s": simulate_s, "score_report_s": score_report_s})
-
-
-def _path_text(path: Path | str) -> str:
-    """A file's absolute path, as the manifest has it; a placeholder as it is."""
-    return str(Path(path).resolve()) if Path(path).is_file() else str(path)

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import RunError
+from testbed.files import write_json_atomically, write_text_atomically
 from testbed.model.load_scenario import Scenario
 from testbed.results import Results
 from testbed.sim.bindings import Manifest, load_run_records, score, write_report
-from testbed.sim.engine import Simulation
+from testbed.sim.engine import SimOutcome, Simulation
 from testbed.sim.timing import Timing, load_timing
 
-__all__ = ["SimulatedRun", "run_simulation", "simulate"]
+__all__ = ["SimulatedRun", "complete_run_directory", "manifest_path_text", "run_simulation",
+           "sim_manifest", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -41,21 +42,54 @@ class SimulatedRun:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
 
 
-def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    temporary.replace(path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
-def _path_text(path: Path | str) -> str:
+def manifest_path_text(path: Path | str) -> str:
     """A file's absolute path, as an emulated run's manifest has it; a placeholder as it is."""
     return str(Path(path).resolve()) if Path(path).is_file() else str(path)
+
+
+def sim_manifest(scenario: Scenario, *, run_name: str, seed: int, duration: float,
+                 wall_base: float, state_dir: Path | None = None) -> Manifest:
+    """The manifest of a simulated run as it starts (virtual clock, t0 = 0); the end fields are
+    filled in by ``complete_run_directory``."""
+    spec = scenario.spec
+    return Manifest(
+        scenario=scenario.name, scenario_path=manifest_path_text(scenario.path),
+        topology_path=manifest_path_text(scenario.topology_path), run_name=run_name,
+        backend="sim", seed=seed, duration_s=duration, worm_profile=spec.worm.profile,
+        patient_zero=tuple(scenario.patient_zero()),
+        detectors=tuple(d.name for d in spec.detectors), automation=spec.response.automation,
+        clock="virtual", t0_mono=0.0, t0_wall=wall_base,
+        state_dir=str(state_dir) if state_dir is not None else None)
+
+
+def complete_run_directory(run_dir: Path, scenario: Scenario, manifest: Manifest, *,
+                           outcome: SimOutcome, simulation: Simulation, timing: Timing,
+                           simulate_s: float, started: float, interrupted: bool = False,
+                           mode: str | None = None) -> SimulatedRun:
+    """Finish a simulated run's directory whose records are in place: the final manifest,
+    ``sim.json``, then score, report and ``results.json``, exactly as every simulated run does
+    (``simulate`` and the dashboard's paced ``simulate_paced`` both end here)."""
+    final = manifest.model_copy(update={
+        "state_dir": None, "end_mono": outcome.end, "wall_duration_s": round(simulate_s, 6),
+        "interrupted": interrupted, "stop_reason": outcome.stop_reason, "egress_counters": {},
+        "sensor_stats": outcome.sensor_stats})
+    write_json_atomically(run_dir / "manifest.json", final.model_dump(mode="json"))
+    write_json_atomically(run_dir / "sim.json", {
+        "timing": timing.as_dict(), "mode": mode or simulation.mode, "counters": outcome.counters,
+        "record_probes": simulation.record_probes, "virtual_duration_s": outcome.end,
+        "wall_duration_s": simulate_s})
+    phase = time.perf_counter()
+    records = load_run_records(run_dir, scenario.topology)
+    results = score(records, stop_reason=outcome.stop_reason,
+                    timings={"simulate_s": round(simulate_s, 3)})
+    report = (write_report(run_dir / "report.html", results, records)
+              if scenario.spec.outputs.report else None)
+    write_text_atomically(run_dir / "results.json", results.to_json())
+    score_report_s = time.perf_counter() - phase
+    return SimulatedRun(run_name=manifest.run_name, run_dir=run_dir, results=results,
+                        report=report, stop_reason=outcome.stop_reason,
+                        wall_s=time.perf_counter() - started,
+                        timings={"simulate_s": simulate_s, "score_report_s": score_report_s})
 
 
 def default_sim_dir(scenario: Scenario, seed: int) -> Path:
@@ -98,35 +132,11 @@ def simulate(scenario: Scenario, seed: int | None = None, out_dir: Path | None =
                 run_dir.rmdir()  # nothing ran: leave no empty output directory behind
         raise
     simulate_s = time.perf_counter() - started
-    manifest = Manifest(
-        scenario=scenario.name, scenario_path=_path_text(scenario.path),
-        topology_path=_path_text(scenario.topology_path), run_name=run_name, backend="sim",
-        seed=seed,
-        duration_s=duration, worm_profile=spec.worm.profile,
-        patient_zero=tuple(scenario.patient_zero()),
-        detectors=tuple(d.name for d in spec.detectors), automation=spec.response.automation,
-        clock="virtual", t0_mono=0.0, t0_wall=wall_base, state_dir=None,
-        end_mono=outcome.end, wall_duration_s=round(simulate_s, 6), interrupted=False,
-        stop_reason=outcome.stop_reason, egress_counters={},
-        sensor_stats=outcome.sensor_stats)
-    _write_json(run_dir / "manifest.json", manifest.model_dump(mode="json"))
-    _write_json(run_dir / "sim.json", {"timing": timing.as_dict(), "mode": simulation.mode,
-                                       "counters": outcome.counters,
-                                       "record_probes": simulation.record_probes,
-                                       "virtual_duration_s": outcome.end,
-                                       "wall_duration_s": simulate_s})
-    phase = time.perf_counter()
-    records = load_run_records(run_dir, scenario.topology)
-    results = score(records, stop_reason=outcome.stop_reason,
-                    timings={"simulate_s": round(simulate_s, 3)})
-    report = (write_report(run_dir / "report.html", results, records)
-              if spec.outputs.report else None)
-    _write_text(run_dir / "results.json", results.to_json())
-    score_report_s = time.perf_counter() - phase
-    return SimulatedRun(run_name=run_name, run_dir=run_dir, results=results, report=report,
-                        stop_reason=outcome.stop_reason,
-                        wall_s=time.perf_counter() - started,
-                        timings={"simulate_s": simulate_s, "score_report_s": score_report_s})
+    manifest = sim_manifest(scenario, run_name=run_name, seed=seed, duration=duration,
+                            wall_base=wall_base)
+    return complete_run_directory(run_dir, scenario, manifest, outcome=outcome,
+                                  simulation=simulation, timing=timing, simulate_s=simulate_s,
+                                  started=started)
 
 
 def run_simulation(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None,
