@@ -18,6 +18,7 @@ import random
 import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +28,7 @@ from testbed.model.scenario_spec import BenignSpec
 from testbed.policy import decide_flow
 from testbed.sim.engine import Simulation
 from testbed.sim.fastpath import _flow_tables, _vulnerability_table, fast_path_refusal
-from testbed.sim.generate import flat_topology, scenario_for
+from testbed.sim.generate import flat_topology
 from testbed.sim.timing import load_timing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,22 +37,6 @@ HOSTS, VULNERABLE_FRACTION, DURATION, SEEDS = 1000, 0.15, 14.0, 12
 TIMES = [float(t) for t in range(1, int(DURATION) + 1)]
 ALIGN = 9  # the tenth infection: curves aligned there compare growth without the early wander
 SINCE_TENTH = [0.5 * step for step in range(1, 13)]
-
-
-def infection_times(fast: bool, seed: int, tmp_path: Path) -> list[float]:
-    topology = flat_topology(HOSTS, vulnerable_fraction=VULNERABLE_FRACTION, seed=5)
-    scenario = scenario_for(topology, {
-        "duration_s": DURATION, "seed": seed, "stop": {"when": []},
-        "worm": {"profile": "classic", "patient_zero": ["h0"], "start_s": 0}})
-    out = tmp_path / f"{'fast' if fast else 'events'}-{seed}"
-    out.mkdir()
-    simulation = Simulation(scenario, seed=seed, timing=load_timing(), run_dir=out,
-                            duration=DURATION, wall_base=0.0, run_name="t",
-                            record_probes=False, fast_path=fast)
-    simulation.run()
-    assert simulation.mode == ("fast-classic" if fast else "events")
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    return sorted(e["mono"] for e in events if e["type"] == "infection")
 
 
 def curve(times: list[float], at: list[float], origin: float = 0.0) -> list[int]:
@@ -67,10 +52,12 @@ def assert_close(runs: dict[bool, list[list[int]]], at: list[float], floor: floa
         assert gap <= max(floor, 4 * error), (t, statistics.mean(events), statistics.mean(fast))
 
 
-def test_mean_infected_curve_of_the_fast_path_is_the_brains(tmp_path: Path) -> None:
+def test_mean_infected_curve_of_the_fast_path_is_the_brains(classic_outbreak: Any) -> None:
     susceptible = sum(1 for h in flat_topology(HOSTS, vulnerable_fraction=VULNERABLE_FRACTION,
                                                seed=5).hosts.values() if h.susceptible) - 1
-    runs = {fast: [infection_times(fast, seed, tmp_path) for seed in range(1, SEEDS + 1)]
+    runs = {fast: [classic_outbreak(fast, seed, hosts=HOSTS,
+                                     vulnerable_fraction=VULNERABLE_FRACTION,
+                                     duration=DURATION) for seed in range(1, SEEDS + 1)]
             for fast in (False, True)}
     assert_close({fast: [curve(times, TIMES) for times in runs[fast]] for fast in runs},
                  TIMES, 6.0)

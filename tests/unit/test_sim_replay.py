@@ -21,7 +21,6 @@ from testbed.errors import RunError
 from testbed.model.load_scenario import load_scenario
 from testbed.model.scenario_spec import DetectorSpec
 from testbed.sim.engine import Simulation
-from testbed.sim.generate import flat_topology, scenario_for
 from testbed.sim.network import NetworkModel
 from testbed.sim.run import run_simulation
 from testbed.sim.services import exploit_verdict
@@ -70,31 +69,16 @@ def test_recorded_netns_probe_outcomes_are_reproduced() -> None:
 HOSTS, VULNERABLE_FRACTION, DURATION = 1500, 0.1, 15.0
 
 
-def outbreak(fast: bool, seed: int, tmp_path: Path) -> list[float]:
-    """Infection times of a classic outbreak on a generated flat network."""
-    topology = flat_topology(HOSTS, vulnerable_fraction=VULNERABLE_FRACTION, seed=5)
-    scenario = scenario_for(topology, {
-        "duration_s": DURATION, "seed": seed, "stop": {"when": []},
-        "worm": {"profile": "classic", "patient_zero": ["h0"], "start_s": 0}})
-    out = tmp_path / f"{fast}-{seed}"
-    out.mkdir()
-    simulation = Simulation(scenario, seed=seed, timing=load_timing(), run_dir=out,
-                            duration=DURATION, wall_base=0.0, run_name="t",
-                            record_probes=False, fast_path=fast)
-    simulation.run()
-    assert simulation.mode == ("fast-classic" if fast else "events")
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    return sorted(e["mono"] for e in events if e["type"] == "infection")
-
-
-def test_fast_path_spreads_like_the_event_engine(tmp_path: Path) -> None:
+def test_fast_path_spreads_like_the_event_engine(classic_outbreak: Any) -> None:
     # K = rate x vulnerable / addresses = 10 x 150 / 2046 = 0.73/s: half the vulnerable hosts
     # fall after about ln(150) / K = 6.9 s. Seed-to-seed the start wanders by about 1.3 / K
     # = 1.8 s; over 8 seeds a mean differs by about 0.9 s: 3 s is beyond 3 standard errors.
     vulnerable = round(HOSTS * VULNERABLE_FRACTION) - 1
     half = {}
     for fast in (False, True):
-        runs = [outbreak(fast, seed, tmp_path) for seed in range(1, 9)]
+        runs = [classic_outbreak(fast, seed, hosts=HOSTS,
+                                 vulnerable_fraction=VULNERABLE_FRACTION,
+                                 duration=DURATION) for seed in range(1, 9)]
         assert statistics.median(len(run) for run in runs) >= 0.9 * vulnerable
         half[fast] = statistics.mean(run[vulnerable // 2] for run in runs)
     assert 4.0 < half[False] < 11.0
