@@ -1,7 +1,7 @@
 """Exit 0 when this repository is pip-installed (editable) with every dependency satisfied.
 
 Owns: the quick "is anything missing?" check that lets ``make install`` skip pip in well under a
-second. Reads pyproject.toml (runtime dependencies plus the ``dev``, ``ray`` and ``gym`` extras) and
+second. Reads pyproject.toml (runtime dependencies plus the ``dev``, ``ray``, ``gym`` and ``redteam`` extras) and
 compares with the installed distributions; never installs anything itself.
 
 Usage: python3 scripts/check_python_deps.py REPO [--quiet]
@@ -21,7 +21,7 @@ except ImportError:  # pip always vendors packaging
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef,assignment]
 
 
-INSTALLED_EXTRAS = ("dev", "ray", "gym")  # what scripts/install.sh installs: '.[dev,ray,gym]'
+INSTALLED_EXTRAS = ("dev", "ray", "gym", "redteam")  # what scripts/install.sh installs
 
 
 def problems(repo: Path) -> list[str]:

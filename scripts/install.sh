@@ -109,11 +109,11 @@ install_python() {
         || die "$("$PYTHON" -V 2>&1) is too old: the testbed needs Python 3.11 or later (set PYTHON=...)"
     if "$PYTHON" "$REPO/scripts/check_python_deps.py" "$REPO"; then return 0; fi
     "$PYTHON" -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-    say "pip install -e '.[dev,ray,gym]'"
+    say "pip install -e '.[dev,ray,gym,redteam]'"
     # PIP_BREAK_SYSTEM_PACKAGES: a Debian system python refuses pip without it (PEP 668); a pyenv
     # or venv python ignores it.
     PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install -q --disable-pip-version-check \
-        -e "$REPO[dev,ray,gym]"  # ray: the --engine ray tests run in make test
+        -e "$REPO[dev,ray,gym,redteam]"  # ray: the --engine ray tests run in make test
     if command -v pyenv >/dev/null; then pyenv rehash || true; fi  # put `testbed` on PATH
     "$PYTHON" "$REPO/scripts/check_python_deps.py" "$REPO" \
         || die "python dependencies still unsatisfied after pip install (see above)"
