@@ -9,9 +9,13 @@ Run: ``python benchmarks/sim.py [--hosts 100000] [--duration 60] [--million-host
   ``tests/unit/test_sim_replay.py::test_fast_path_spreads_like_the_event_engine``) and, over a
   shorter outbreak, on the event engine that drives one real ``Brain`` per host
   (goal: 1,000,000 probes/s);
-- the same for the adaptive profile on the event engine (goal: 100,000 probes/s), and the
-  adaptive ``Brain`` alone (plan + observe, no engine): the ceiling of any engine that keeps
-  per-host brains;
+- the same for local-preference on the fast path (its sweeps in arrays, each host's victims
+  tracked as its brain's ``infected`` set: ``tests/unit/test_sim_fastpath.py``); hitlist and
+  stealth have no fast path (per-worm hit lists) and run at the event engine's speed;
+- the same for the adaptive profile on the event engine (goal: 100,000 probes/s), with each
+  event-engine run's CPU split per probe between the brains (``Brain.plan``, ``observe`` and
+  construction, timed call by call) and the engine; and the adaptive ``Brain`` alone (plan +
+  observe, no engine, fresh brains that learn little): a lower bound on the brains' cost;
 - the wall time of smb-flat's 60 s scenario (scenarios/smb-flat.yaml), simulated alone and end
   to end with scoring and the report (goal: 0.5 s, process start-up aside);
 - a ``--million-hosts`` flat topology (1 % vulnerable) generated, simulated for 60 virtual
@@ -24,6 +28,7 @@ No figure is asserted: benchmarks print.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +69,51 @@ def flat_run(hosts: int, profile: str, duration: float, fast: bool, workdir: Pat
                             record_probes=False, fast_path=fast)
     setup = time.perf_counter() - started
     started, started_cpu = time.perf_counter(), time.process_time()
-    outcome = simulation.run()
+    with brain_clock(enabled=not fast) as brain:
+        outcome = simulation.run()
     seconds = time.perf_counter() - started
     cpu = time.process_time() - started_cpu
     probes = int(outcome.counters["probes"])
-    return {**growth_rate(out, topology, profile, duration),
+    shares = {} if fast or not probes else {
+        "brain_us_per_probe": round(1e6 * brain["cpu_s"] / probes, 1),
+        "engine_us_per_probe": round(1e6 * (cpu - brain["cpu_s"]) / probes, 1)}
+    return {**growth_rate(out, topology, profile, duration), **shares,
             "hosts": hosts, "profile": profile, "mode": simulation.mode,
             "virtual_s": duration, "probes": probes, "infected": len(simulation.infected),
             "wall_s": round(seconds, 3), "cpu_s": round(cpu, 3), "setup_s": round(setup, 3),
             "probes_per_s": round(probes / seconds) if seconds else None,
             "probes_per_cpu_s": round(probes / cpu) if cpu else None}
+
+
+@contextlib.contextmanager
+def brain_clock(*, enabled: bool = True) -> Iterator[dict[str, float]]:
+    """CPU seconds spent inside ``Brain.plan``, ``Brain.observe`` and ``Brain.__init__`` while the
+    block runs (thread CPU clock around each call; about 1 us of overhead per call, charged to
+    the brain): how an event-engine run splits between the brains and the engine."""
+    from testbed.agent.brain import Brain
+
+    spent = {"cpu_s": 0.0}
+    if not enabled:
+        yield spent
+        return
+    originals = {name: getattr(Brain, name) for name in ("plan", "observe", "__init__")}
+
+    def timed(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent["cpu_s"] += time.thread_time() - started
+        return wrapper
+
+    for name, method in originals.items():
+        setattr(Brain, name, timed(method))
+    try:
+        yield spent
+    finally:
+        for name, method in originals.items():
+            setattr(Brain, name, method)
 
 
 def growth_rate(run_dir: Path, topology: Any, profile: str, duration: float) -> dict[str, Any]:
@@ -184,12 +225,21 @@ def goals(figures: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         rows.append((f"classic >= 1,000,000 probes/s on {fast['hosts']:,} hosts ({fast['mode']})",
                      f"{fast['probes_per_cpu_s']:,} per CPU s ({fast['probes_per_s']:,} per "
                      "wall s)", fast["probes_per_cpu_s"] >= 1_000_000))
+    sweep = figures.get("local_preference_fast")
+    if fast and sweep:
+        rows.append(("a fast path for classic, local-preference, hitlist and stealth",
+                     f"classic and local-preference ({sweep['probes_per_cpu_s']:,} per CPU s); "
+                     "hitlist and stealth on the event engine (per-worm hit lists)", False))
     adaptive = figures.get("adaptive_events")
     if adaptive:
         ceiling = figures.get("adaptive_brain_alone", {}).get("probes_per_cpu_s")
+        split = (f"; per probe the brains {adaptive['brain_us_per_probe']} us, the engine "
+                 f"{adaptive['engine_us_per_probe']} us" if "brain_us_per_probe" in adaptive
+                 else "")
         rows.append(("adaptive >= 100,000 probes/s (event engine, a Brain per host)",
-                     f"{adaptive['probes_per_cpu_s']:,} per CPU s (the Brain alone: "
-                     f"{ceiling:,})" if ceiling else f"{adaptive['probes_per_cpu_s']:,} per CPU s",
+                     (f"{adaptive['probes_per_cpu_s']:,} per CPU s (a fresh Brain alone: "
+                      f"{ceiling:,}{split})" if ceiling
+                      else f"{adaptive['probes_per_cpu_s']:,} per CPU s{split}"),
                      adaptive["probes_per_cpu_s"] >= 100_000))
     smb = figures.get("smb_flat")
     if smb:
@@ -233,6 +283,8 @@ def main() -> int:
         figures: dict[str, Any] = {"classic_fast": flat_run(
             args.hosts, "classic", args.duration, True, workdir, args.vulnerable)}
         if not args.fast_only:
+            figures["local_preference_fast"] = flat_run(
+                args.hosts, "local-preference", args.duration, True, workdir, args.vulnerable)
             figures["classic_events"] = flat_run(args.hosts, "classic", args.engine_duration,
                                                  False, workdir, args.vulnerable)
             figures["adaptive_events"] = flat_run(args.hosts, "adaptive",
@@ -248,16 +300,19 @@ def main() -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    for key in ("classic_fast", "classic_events", "adaptive_events"):
+    for key in ("classic_fast", "local_preference_fast", "classic_events", "adaptive_events"):
         if key not in figures:
             continue
         row = figures[key]
-        print(f"{row['profile']:>9} on {row['hosts']:,} hosts, {row['mode']:>12}: "
+        print(f"{row['profile']:>16} on {row['hosts']:,} hosts, {row['mode']:>21}: "
               f"{row['probes_per_s']:>10,} probes/s, {row['probes_per_cpu_s']:>10,} per CPU "
               f"second ({row['probes']:,} probes, "
               f"{row['virtual_s']:g} virtual s in {row['wall_s']} s; setup {row['setup_s']} s; "
               f"{row['infected']:,} infected; logistic K fitted {row['k_fitted']}/s, "
               f"random constant spread model {row['k_model']}/s)")
+        if "brain_us_per_probe" in row:
+            print(f"{'':>16}   per probe: the brains {row['brain_us_per_probe']} us CPU, the "
+                  f"engine and wire model {row['engine_us_per_probe']} us")
     if "adaptive_brain_alone" in figures:
         alone = figures["adaptive_brain_alone"]
         print(f" adaptive Brain alone (plan + observe, no engine): {alone['probes_per_s']:,} "

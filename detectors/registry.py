@@ -39,6 +39,7 @@ for _name, _target in (
     ("darknet", "detectors.darknet:DarknetDetector"),
     ("signature", "detectors.signature:SignatureDetector"),
     ("graph", "detectors.graph:GraphNoveltyDetector"),
+    ("reversal", "detectors.reversal:RoleReversalDetector"),
     ("suricata", "detectors.suricata:SuricataDetector"),
 ):
     DETECTORS.register(_name, _target)

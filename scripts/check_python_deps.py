@@ -1,8 +1,8 @@
 """Exit 0 when this repository is pip-installed (editable) with every dependency satisfied.
 
 Owns: the quick "is anything missing?" check that lets ``make install`` skip pip in well under a
-second. Reads pyproject.toml (runtime dependencies plus the ``dev``, ``ray``, ``gym`` and ``redteam`` extras) and
-compares with the installed distributions; never installs anything itself.
+second. Reads pyproject.toml (runtime dependencies plus the ``dev``, ``ray``, ``gym`` and
+``redteam`` extras) and compares with the installed distributions; never installs anything itself.
 
 Usage: python3 scripts/check_python_deps.py REPO [--quiet]
 """

@@ -9,11 +9,12 @@ acts once per host and action, and carries each out with ``testbed.actions.execu
 which logs it -- applied or failed -- with its time and cause to the run's ``ActionLog``
 (``actions.jsonl``; the same log manual commands from other terminals append to).
 With ``policy: FILE`` a trained defender (``testbed.gym.policies.PolicyDriver``, numpy only)
-decides instead of the rules, once per its decision interval, from the alerts so far and the
-containment this responder applied.
+decides instead of the rules, once per its decision interval, from the alerts so far, the
+sensor's connection events its host passes to ``observe`` (a policy trained on first-contact
+features reads them; the others ignore them) and the containment this responder applied.
 
-Must not touch: ground truth (it knows only alerts and the topology's address inventory), and
-addresses outside the topology (an alert about them is ignored, never acted on).
+Must not touch: ground truth (it knows only alerts, sensor events and the topology's address
+inventory), and addresses outside the topology (an alert about them is ignored, never acted on).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from detectors.base import Alert
+from detectors.base import Alert, ConnEvent
 from testbed.actions import (
     Action,
     ActionLog,
@@ -40,7 +41,18 @@ from testbed.model.scenario_spec import ResponseRuleSpec, ResponseSpec
 from testbed.model.topology import Topology
 from testbed.policy import ContainmentState
 
-__all__ = ["PlannedAction", "Responder", "ResponseTarget"]
+__all__ = ["PlannedAction", "Responder", "ResponseTarget", "check_policy"]
+
+
+def check_policy(spec: ResponseSpec, topology: Topology, detectors: Sequence[str]) -> None:
+    """A policy responder's file fits this scenario (its hosts and its detectors' alert columns).
+    The runner calls it before deploying, so a bad file leaves nothing behind; raises
+    ``testbed.gym.policies.PolicyError`` (file, what is wrong, hint)."""
+    if spec.policy is None or not spec.automation:
+        return
+    from testbed.gym.policies import load_policy_for  # numpy only
+
+    load_policy_for(spec.policy, topology, detectors)
 
 
 class ResponseTarget(ActionTarget, Protocol):
@@ -93,6 +105,17 @@ class Responder:
             self._driver = PolicyDriver(MlpPolicy.load(spec.policy), topology)
 
     # ---- intake ------------------------------------------------------------------------------
+    @property
+    def wants_events(self) -> bool:
+        """Whether ``observe`` does anything: a policy trained on first-contact features."""
+        return self._driver is not None and self._driver.wants_events
+
+    def observe(self, events: Iterable[ConnEvent]) -> None:
+        """The sensor's connection events, as the detectors get them (call before handing
+        this batch's alerts to ``handle``); only a policy responder reads them."""
+        if self._driver is not None and self.spec.automation:
+            self._driver.events(events)
+
     def resolve_host(self, alert: Alert) -> str | None:
         """The host an alert's source address belongs to, or None (router, unused, outside)."""
         if not alert.src_ip or not self._topology.contains_address(alert.src_ip):

@@ -1,33 +1,46 @@
 """The worm's brain, sans-IO: observations and the time in, the next probes out.
 
 Owns: the tactics (target choice, exploit choice, rate and jitter, payload encoding, dormancy and
-back-off, interleaving known-good connections), the five profiles and their parameters
-(``PROFILE_PARAMETERS``, kept equal to ``testbed/agent/profiles/*.yaml`` by a unit test), the
-adaptive profile's bandit and the weights offspring inherit.
+back-off, interleaving known-good connections, and the observation-driven tactics of
+``testbed.agent.knowledge``: recon, mimicry of its host's benign users, value-directed planning),
+the eight profiles and their parameters (``PROFILE_PARAMETERS``, kept equal to
+``testbed/agent/profiles/*.yaml`` by a unit test), the adaptive profile's bandit over every
+tactic and the weights offspring inherit.
 Must not: touch sockets, files or clocks (time is an argument), or know which hosts are
-vulnerable: it only learns from the outcomes of its own probes and the peers it has seen.
-The same brain can be driven by real sockets (``testbed.agent.runtime``) or by a simulator.
+vulnerable: it only learns from the outcomes of its own probes, the peers and neighbours its
+host has seen and its host's own configuration (``WormView``).
+The same brain can be driven by real sockets (``testbed.agent.runtime``) or by a simulator
+(``testbed.sim.engine``); both feed it the same observations (docs/profiles.md).
 
 Use::
 
     brain = Brain(view, "adaptive", params, seed=7, start=now)
     plan = brain.plan(now)                 # probes to send now, and when to ask again
     signals = brain.observe(observation)   # feed back every outcome; returns defence signals
+    brain.see_peer(address)                # a host that connected to ours
+    brain.see_neighbour(address)           # an entry of our host's ARP (neighbour) table
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from testbed.agent.config import ExploitSpec
+from testbed.agent.config import BackupJob, ExploitSpec, UserJob
+from testbed.agent.knowledge import Knowledge, MimicSchedule
 from testbed.errors import AgentError
 
+if TYPE_CHECKING:
+    from testbed.agent.config import AgentConfig
+
 __all__ = [
+    "NEIGHBOUR_PROFILES",
+    "OBSERVING_PROFILES",
     "PROFILE_PARAMETERS",
     "TACTIC_ARMS",
     "AddressSpace",
@@ -41,8 +54,16 @@ __all__ = [
     "resolve_params",
 ]
 
-TACTIC_ARMS = ("uniform", "sequential", "local", "hitlist")
-"""Target-choice tactics; ``interleave`` (known-good connections) is not a target tactic."""
+TACTIC_ARMS = ("uniform", "sequential", "local", "hitlist", "recon", "mimic", "planned")
+"""Target-choice tactics, the adaptive bandit's arms in token order; ``interleave``
+(known-good connections) is not a target tactic. ``recon``: known-live hosts on known-open
+services; ``mimic``: its host's benign users' peers and services; ``planned``: the planner's
+value-directed pivots (its credential pivots are ``hitlist`` probes)."""
+OBSERVING_PROFILES = frozenset({"hitlist", "stealth", "adaptive", "recon", "planner"})
+"""Profiles whose brains read the peers and neighbours their host sees; a driver may skip
+feeding ``see_peer``/``see_neighbour`` to the others (their brains ignore them)."""
+NEIGHBOUR_PROFILES = frozenset({"recon", "planner", "adaptive"})
+"""Profiles whose brains read their host's neighbour (ARP) table (``Brain.see_neighbour``)."""
 INTERLEAVE = "interleave"
 SIGNALS = ("prohibited", "vanished", "refused")
 """Defence signals: an ICMP prohibited answer; a peer that answered before and stops answering;
@@ -55,6 +76,10 @@ _VANISH_PENALTY = -1.0
 _CONNECTED = ("infected", "already", "not-vulnerable", "rejected", "ok")
 _SILENT = ("timeout", "prohibited", "unreachable")
 _MEMORY = 4096  # bound on remembered peers
+_OBSERVED_TACTICS = frozenset({"recon", "mimic", "planned"})
+_SCANNING_ARMS = ("uniform", "sequential", "local")
+_IDLE_S = 3600.0
+_CAP_MARGIN = 1.05  # nothing to do: ask again this much later (or after a new observation)
 _STEALTH_MIN_GAP = 1.001  # strictly below one new destination per second
 
 
@@ -88,6 +113,14 @@ PROFILE_PARAMETERS: dict[str, dict[str, ParamRule]] = {
                  "backoff": ParamRule(0.5, 0.05, 1), "dormancy_s": ParamRule(5.0, 0, 600),
                  "min_rate": ParamRule(0.2, 0.01, 200), "interleave_max": ParamRule(0.5, 0, 0.95),
                  "encoding": ParamRule("plain", choices=_ENCODINGS)},
+    "recon": {"rate": _rate(2.0), "jitter": ParamRule(0.3, 0, 1),
+              "guess_budget": ParamRule(0.0, 0, 3),
+              "encoding": ParamRule("plain", choices=_ENCODINGS)},
+    "mimic": {"rate": _rate(1.0), "share": ParamRule(1.0, 0.05, 1),
+              "encoding": ParamRule("encoded", choices=_ENCODINGS)},
+    "planner": {"rate": _rate(2.0), "jitter": ParamRule(0.3, 0, 1),
+                "explore": ParamRule("local", choices=("local", "none")),
+                "encoding": ParamRule("plain", choices=_ENCODINGS)},
 }
 """Every profile's parameters with default and bounds; equal to the YAML catalog."""
 
@@ -121,34 +154,67 @@ def resolve_params(profile: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 class AddressSpace:
-    """The usable addresses (no network/broadcast) of some CIDRs, indexable without a list."""
+    """The usable addresses (no network/broadcast) of some CIDRs, indexable without a list.
+
+    Hot in the simulator (one ``at`` per probe, one ``index_of`` per peer seen, two spaces per
+    woken worm), so: CIDRs are parsed once per distinct tuple, addresses are formatted and parsed
+    as dotted quads without ``ipaddress`` objects (anything but a plain dotted quad still goes
+    through ``ipaddress``, which accepts or rejects it as before)."""
+
+    __slots__ = ("ranges", "total")
 
     def __init__(self, cidrs: tuple[str, ...]) -> None:
-        self.ranges: list[tuple[int, int]] = []  # (first address as int, count)
-        for cidr in cidrs:
-            network = ipaddress.IPv4Network(cidr)
-            if network.num_addresses > 2:
-                self.ranges.append((int(network.network_address) + 1, network.num_addresses - 2))
-            else:
-                self.ranges.append((int(network.network_address), network.num_addresses))
+        self.ranges: list[tuple[int, int]] = list(_usable_ranges(tuple(cidrs)))
         self.total = sum(count for _, count in self.ranges)
 
     def at(self, index: int) -> str:
         index %= self.total
         for first, count in self.ranges:
             if index < count:
-                return str(ipaddress.IPv4Address(first + index))
+                value = first + index
+                return f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
             index -= count
         raise IndexError(index)  # unreachable
 
     def index_of(self, address: str) -> int | None:
-        value = int(ipaddress.IPv4Address(address))
+        value = _address_value(address)
         offset = 0
         for first, count in self.ranges:
             if first <= value < first + count:
                 return offset + value - first
             offset += count
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _usable_ranges(cidrs: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """(first usable address as int, count) per CIDR: no network/broadcast above a /31."""
+    ranges = []
+    for cidr in cidrs:
+        network = ipaddress.IPv4Network(cidr)
+        if network.num_addresses > 2:
+            ranges.append((int(network.network_address) + 1, network.num_addresses - 2))
+        else:
+            ranges.append((int(network.network_address), network.num_addresses))
+    return tuple(ranges)
+
+
+def _address_value(address: str) -> int:
+    """``int(IPv4Address(address))``; a plain dotted quad without ``ipaddress``."""
+    parts = address.split(".")
+    if len(parts) == 4:
+        value = 0
+        for part in parts:
+            if not (part.isascii() and part.isdigit()) or len(part) > 3 or \
+                    (len(part) > 1 and part[0] == "0"):
+                break
+            octet = int(part)
+            if octet > 255:
+                break
+            value = value << 8 | octet
+        else:
+            return value
+    return int(ipaddress.IPv4Address(address))  # the reference parser: accepts or raises
 
 
 @dataclass(frozen=True)
@@ -160,6 +226,16 @@ class WormView:
     cidrs: tuple[str, ...]
     arsenal: tuple[ExploitSpec, ...]
     trusts: tuple[str, ...] = ()  # addresses of hosts whose credentials it holds
+    users: tuple[UserJob, ...] = ()  # its host's benign users: their peers, services, rates
+    backup: BackupJob | None = None  # its host's backup round, if it is the backup server
+    services: tuple[tuple[int, str], ...] = ()  # (port, proto) its own host listens on
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> WormView:
+        """The view of the host ``config`` describes (what both drivers hand the brain)."""
+        return cls(config.address, config.segment_cidr, config.cidrs, config.worm.arsenal,
+                   config.trusts, config.users, config.backup,
+                   tuple((service.port, service.proto) for service in config.services))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +295,23 @@ class Brain:
         self._hitlist: deque[tuple[str, ExploitSpec]] = deque()
         self._hitlisted: set[str] = set()
         self._trusts = set(view.trusts)
+        # what its host observed (recon, planner, adaptive); built before the trusts arrive
+        self.knowledge: Knowledge | None = None
+        if profile in NEIGHBOUR_PROFILES:
+            self.knowledge = Knowledge(view.address, view.arsenal, view.cidrs,
+                                       view.segment_cidr, memory=_MEMORY,
+                                       own_services=view.services)
+        self.mimicry = MimicSchedule(view.users, view.backup, view.arsenal)
+        self._mimic_in_flight: set[tuple[str, str]] = set()
         for address in view.trusts:
             self._add_to_hitlist(address)
+        if self.knowledge is not None:  # its host's users reach these: they are live and open
+            for target in self.mimicry.targets:
+                if target.address != view.address and \
+                        self.space.index_of(target.address) is not None:
+                    self.knowledge.note_open(target.address, target.port, target.proto,
+                                             target.service)
+        self._planned_pick: tuple[str, ExploitSpec, bool] | None = None
         self.arms = arm_names(view.arsenal)
         self.values: dict[str, float] = dict.fromkeys(self.arms, 0.0)
         if len(inherited) == len(self.arms):
@@ -233,8 +324,8 @@ class Brain:
     # ---- public ---------------------------------------------------------------------------
     def plan(self, now: float) -> Plan:
         """Probes due at ``now`` and the time to call again."""
-        if not self.view.arsenal:
-            return Plan((), now + 3600.0)
+        if not self.view.arsenal or (self.profile == "mimic" and not self.mimicry.rate):
+            return Plan((), now + _IDLE_S)
         if now < self.dormant_until:
             return Plan((), self.dormant_until)
         probes: list[Probe] = []
@@ -276,14 +367,32 @@ class Brain:
         if probe.vuln is not None and outcome in ("infected", "already", "not-vulnerable",
                                                   "rejected"):
             self._done.add((target, probe.exploit_key))
+        if self.knowledge is not None:
+            self.knowledge.observed(probe.seq, target, probe.port, probe.proto, probe.service,
+                                    outcome, signals)
+        self._mimic_in_flight.discard((target, probe.exploit_key))
         if self.profile == "adaptive":
             self._learn(probe, outcome, signals, when)
         return signals
 
     def see_peer(self, address: str) -> None:
         """A host that talked to us (e.g. connected to our services): a hit-list candidate."""
+        if address in self._hitlisted:  # already a candidate: nothing to parse or add
+            return
         if address != self.view.address and self.space.index_of(address) is not None:
             self._add_to_hitlist(address)
+
+    def see_neighbour(self, address: str) -> None:
+        """An entry of its host's neighbour (ARP) table, gateways excluded: a live host on its
+        own segment that its host talked to or that talked to its host."""
+        if self.knowledge is not None and address != self.view.address and \
+                address not in self.knowledge.live and self.space.index_of(address) is not None:
+            self.knowledge.note_live(address)
+
+    @property
+    def reads_neighbours(self) -> bool:
+        """Whether :meth:`see_neighbour` changes anything (a driver may skip polling)."""
+        return self.knowledge is not None
 
     def weights(self) -> tuple[float, ...]:
         """The learned values in canonical arm order (what a token carries to offspring)."""
@@ -294,6 +403,8 @@ class Brain:
         rate: float = self.params["rate"] * self.rate_multiplier
         if self.profile == "adaptive":
             rate = max(rate, self.params["min_rate"])
+        elif self.profile == "mimic":  # never faster than its host's users together
+            rate = min(rate, self.params["share"] * self.mimicry.rate)
         return rate
 
     # ---- target and exploit choice --------------------------------------------------------
@@ -305,6 +416,11 @@ class Brain:
             return self._probe(address, port, proto, self._known_good[(address, port, proto)],
                                None, INTERLEAVE)
         tactic = self._choose_tactic()
+        if tactic in _OBSERVED_TACTICS:
+            probe = self._observed_probe(tactic)
+            if probe is not None or self.profile != "adaptive":
+                return probe
+            tactic = self._fallback_tactic()
         if tactic == "hitlist":
             pair = self._pop_hitlist()
             if pair is not None:
@@ -324,15 +440,84 @@ class Brain:
             return "local" if self.rng.random() < self.params["local_bias"] else "sequential"
         if profile in ("hitlist", "stealth"):
             return "hitlist" if self._has_hitlist() else self._fallback_tactic()
-        arms = [t for t in TACTIC_ARMS if t != "hitlist" or self._has_hitlist()]
+        if profile == "recon":
+            return "recon"
+        if profile == "mimic":
+            return "mimic"
+        if profile == "planner":
+            return "planned"
+        self._planned_pick = None  # computed afresh by _arm_available("planned")
+        arms = [t for t in TACTIC_ARMS if self._arm_available(t)]
         return self._bandit_choice(arms)
+
+    def _arm_available(self, arm: str) -> bool:
+        """Whether the adaptive brain's ``arm`` has a move now (scanning arms always do)."""
+        if arm == "hitlist":
+            return self._has_hitlist()
+        if arm == "recon":
+            assert self.knowledge is not None
+            return self.knowledge.recon_available(self._done, self.infected, 0.0)
+        if arm == "mimic":
+            return bool(self.mimicry.remaining(self._done, self.infected,
+                                               self._mimic_in_flight))
+        if arm == "planned":
+            assert self.knowledge is not None
+            self._planned_pick = self.knowledge.planner_pick(
+                self._done, self.infected, (), self.rng, credentials=False)
+            return self._planned_pick is not None
+        return True
 
     def _fallback_tactic(self) -> str:
         if self.profile == "hitlist":
             return str(self.params["fallback"])
         if self.profile == "adaptive":
-            return self._bandit_choice([t for t in TACTIC_ARMS if t != "hitlist"])
+            return self._bandit_choice(list(_SCANNING_ARMS))
         return "local"
+
+    def _observed_probe(self, tactic: str) -> Probe | None:
+        """A probe of an observation-driven tactic (recon, mimic, planned), or None when it has
+        no move now (its profile then stays idle; the adaptive brain scans instead)."""
+        if tactic == "mimic":
+            return self._mimic_probe()
+        knowledge = self.knowledge
+        assert knowledge is not None
+        if tactic == "recon":
+            budget = self.params["guess_budget"] if self.profile == "recon" else 0.0
+            pair = knowledge.recon_pick(self._done, self.infected, budget)
+            return None if pair is None else self._exploit_probe(pair[0], pair[1], "recon")
+        pick, self._planned_pick = self._planned_pick, None
+        if pick is None:
+            pick = knowledge.planner_pick(self._done, self.infected, self.view.trusts,
+                                          self.rng, credentials=self.profile == "planner")
+        if pick is not None:
+            address, exploit, credential = pick
+            knowledge.tried.add((address, exploit.key))
+            # a held credential is the hit-list tactic (drivers label it valid-credentials)
+            return self._exploit_probe(address, exploit, "hitlist" if credential else "planned")
+        if self.profile == "planner" and self.params["explore"] == "local":
+            for _ in range(8):  # discovery: its own subnet, never a host that showed defence
+                target = self._pick_address("local")
+                if target is not None and target not in knowledge.defended:
+                    return self._exploit_probe(target, knowledge.by_prior()[0], "local")
+        return None
+
+    def _mimic_probe(self) -> Probe | None:
+        """The next request its host's users would make, carrying an exploit for that peer's
+        service when one is left to try there; otherwise no probe (the slot stays silent)."""
+        mimicry = self.mimicry
+        if self.profile == "mimic":
+            target = mimicry.next_target(self.rng)
+            exploit = mimicry.exploit_for(target, self._done, self.infected,
+                                          self._mimic_in_flight)
+        else:  # the adaptive brain's mimic arm: any benign peer with an exploit left
+            remaining = mimicry.remaining(self._done, self.infected, self._mimic_in_flight)
+            if not remaining:
+                return None
+            target, exploit = remaining[self.rng.randrange(len(remaining))]
+        if exploit is None or target.address == self.view.address:
+            return None
+        self._mimic_in_flight.add((target.address, exploit.key))
+        return self._exploit_probe(target.address, exploit, "mimic")
 
     def _choose_exploit(self) -> ExploitSpec:
         arsenal = self.view.arsenal
@@ -363,6 +548,8 @@ class Brain:
         return None
 
     def _add_to_hitlist(self, address: str) -> None:
+        if self.knowledge is not None and address not in self._trusts:
+            self.knowledge.note_live(address)  # a peer or a host that answered: it exists
         if address in self._hitlisted or len(self._hitlisted) >= _MEMORY:
             return
         self._hitlisted.add(address)
@@ -388,11 +575,18 @@ class Brain:
     def _probe(self, address: str, port: int, proto: str, service: str, vuln: str | None,
                tactic: str, exploit_key: str = "") -> Probe:
         self._seq += 1
+        if self.knowledge is not None:
+            self.knowledge.planned(self._seq, address)
         return Probe(self._seq, address, port, proto, service, vuln, tactic, self.encoding,
                      exploit_key)
 
     # ---- pace -----------------------------------------------------------------------------
     def _gap(self) -> float:
+        if self.profile == "mimic":  # its users' timing: exponential gaps (benign.user_gaps),
+            # never closer than the agent's rate cap (1.5 x rate) lets through: a capped probe
+            # would leave at the cap's time, not the users'
+            return max(self.rng.expovariate(self.current_rate),
+                       _CAP_MARGIN / (1.5 * self.params["rate"]))
         base = 1.0 / self.current_rate
         gap: float = base * (1.0 + self.params["jitter"] * (2.0 * self.rng.random() - 1.0))
         if self.profile == "stealth":

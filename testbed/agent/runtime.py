@@ -11,6 +11,7 @@ the emulated network for control: control is files only.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import ipaddress
 import json
@@ -21,6 +22,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +33,7 @@ from testbed.agent.clients import benign_request, exchange
 from testbed.agent.config import AgentConfig, ServiceConfig
 from testbed.agent.events import TECHNIQUES, EventLog
 from testbed.agent.guards import Egress, RateCap, RefusedDestination, classify_connect_error
+from testbed.agent.neighbours import read_neighbours
 from testbed.agent.protocol import (
     ExploitMessage,
     InfectionGate,
@@ -45,6 +48,7 @@ from testbed.errors import AgentError
 __all__ = ["Agent", "run_agent"]
 
 CONTROL_POLL_S = 0.25
+NEIGHBOUR_POLL_S = 1.0  # how often an active worm that reads it looks at its host's ARP table
 MAX_CONNECTIONS = 256  # concurrent inbound connections per agent
 CONNECTION_IDLE_S = 10.0
 CONNECTION_LIFETIME_S = 30.0
@@ -68,6 +72,7 @@ class Agent:
         self.brain: Brain | None = None
         self.stop_reason = ""
         self._stopping: asyncio.Event | None = None
+        self._context: contextvars.Context | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._transports: list[asyncio.BaseTransport] = []
@@ -79,8 +84,15 @@ class Agent:
         self._local_net = ipaddress.IPv4Network(config.segment_cidr)
 
     # ---- lifecycle ------------------------------------------------------------------------
-    async def run(self) -> int:
+    async def run(self, *, own_control: bool = True, handle_signals: bool = True) -> int:
+        """Serve until stopped. A multiplexer (``testbed.agent.multiplex``) runs many agents on
+        one loop: it reads the control files once for all of them (``own_control=False``, then
+        it calls :meth:`poll_control`) and owns the process's signals (``handle_signals``)."""
         loop = asyncio.get_running_loop()
+        # Every task of this agent runs in the context it was started in, even when something
+        # outside it (a multiplexer's shared control poll) wakes it: the context says in which
+        # network namespace the agent's sockets are made.
+        self._context = contextvars.copy_context()
         self._stopping = asyncio.Event()
         config = self.config
         self.log = EventLog(config.events_path, config.host, config.address_book,
@@ -92,14 +104,15 @@ class Agent:
                              patched=config.patched)
         self.exploits = ExploitHandler(gate, log, self._on_accept)
         seed_bytes = str(config.seed).encode()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
+        for signal_number in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal_number, self.stop, "signal")
         try:
             for service_config in config.services:
                 await self._listen(MockService(service_config, self.exploits, seed_bytes))
             self._write_ready()
-            self._spawn(self._control())
+            if own_control:
+                self._spawn(self._control())
             self._start_benign()
             if config.worm.patient_zero and config.worm.wake_after_s is not None:
                 loop.call_later(config.worm.wake_after_s, self.wake, "patient-zero")
@@ -133,7 +146,7 @@ class Agent:
             self.log.close()
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine)
+        task = asyncio.get_running_loop().create_task(coroutine, context=self._context)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -147,17 +160,23 @@ class Agent:
     async def _control(self) -> None:
         """Out-of-band control: stop file, wake file, TTL."""
         config = self.config
-        deadline = self.started + config.ttl_s
-        while True:
-            if config.stop_path.exists():
-                self.stop("stop-file")
-                return
-            if time.monotonic() >= deadline:
-                self.stop("ttl")
-                return
-            if not self.active and config.wake_path.exists():
-                self.wake("wake-file")
+        while not self.poll_control(time.monotonic(), stop_file=config.stop_path.exists(),
+                                    wake_file=lambda: config.wake_path.exists()):
             await asyncio.sleep(CONTROL_POLL_S)
+
+    def poll_control(self, now: float, *, stop_file: bool,
+                     wake_file: Callable[[], bool]) -> bool:
+        """One look at the out-of-band controls: the run's stop file, the TTL, this host's wake
+        file (``wake_file()``, asked only while dormant); True once the agent stops."""
+        if stop_file:
+            self.stop("stop-file")
+            return True
+        if now >= self.started + self.config.ttl_s:
+            self.stop("ttl")
+            return True
+        if not self.active and wake_file():
+            self.wake("wake-file")
+        return False
 
     def _write_ready(self) -> None:
         path = self.config.ready_path
@@ -272,9 +291,7 @@ class Agent:
         self._spawn(self._worm())
 
     def _view(self) -> WormView:
-        config = self.config
-        return WormView(config.address, config.segment_cidr, config.cidrs, config.worm.arsenal,
-                        config.trusts)
+        return WormView.from_config(self.config)
 
     # ---- the worm -------------------------------------------------------------------------
     async def _worm(self) -> None:
@@ -288,7 +305,12 @@ class Agent:
             brain.see_peer(peer)
         cap = RateCap(worm.max_probe_rate, burst=max(1.0, worm.max_probe_rate / 5))
         in_flight = asyncio.Semaphore(worm.max_in_flight)
+        next_look = 0.0  # the host's ARP table, for brains that read it (recon, planner, ...)
         while True:
+            if brain.reads_neighbours and time.monotonic() >= next_look:
+                for neighbour in read_neighbours():
+                    brain.see_neighbour(neighbour)
+                next_look = time.monotonic() + NEIGHBOUR_POLL_S
             plan = brain.plan(time.monotonic())
             for probe in plan.probes:
                 while (delay := cap.delay(time.monotonic())) > 0:
@@ -296,7 +318,8 @@ class Agent:
                 await in_flight.acquire()
                 task = self._spawn(self._probe(brain, probe))
                 task.add_done_callback(lambda _: in_flight.release())
-            await asyncio.sleep(max(0.0, plan.wake_at - time.monotonic()))
+            wake_at = min(plan.wake_at, next_look) if brain.reads_neighbours else plan.wake_at
+            await asyncio.sleep(max(0.0, wake_at - time.monotonic()))
 
     async def _probe(self, brain: Brain, probe: Probe) -> None:
         config = self.config

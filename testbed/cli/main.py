@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: tuple[str, ...] = (
     "validate", "schema", "plan", "profiles", "detectors",
     "up", "status", "exec_cmd", "down", "reach",
-    "detect", "run", "bench", "sweep", "quarantine", "release", "block", "image", "ui",
+    "detect", "run", "bench", "sweep", "redteam", "quarantine", "release", "block", "image", "ui",
     "graph", "dataset", "generate",
 )
 """Subcommand modules in ``testbed.cli.commands``, in the order ``--help`` lists them."""

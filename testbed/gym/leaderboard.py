@@ -6,7 +6,9 @@ policies on the same seeds, best mean return first, 95 % percentile-bootstrap in
 ``testbed.stats``) and its text table. ``python -m testbed.gym.leaderboard`` prints the
 baselines' (and, with ``--policy FILE``, a trained policy's) board.
 Held-out seeds: training (benchmarks/train_defender.py) draws simulation seeds below
-``HELD_OUT_FROM``; the board uses seeds from it upwards.
+``HELD_OUT_FROM``; the board uses seeds from it upwards. Held-out patients zero: with
+``--patient-zero held-out`` episode ``i`` starts the worm from the ``i``-th (cyclically) of the
+hosts ``testbed.gym.env.split_patient_zeros`` sets aside, which training never draws.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.gym.env import DefendEnv
+from testbed.gym.env import DefendEnv, plausible_patient_zeros, split_patient_zeros
 from testbed.gym.policies import MlpPolicy, Policy, baselines
 from testbed.stats import bootstrap_mean_ci
 
-__all__ = ["HELD_OUT_FROM", "Entry", "evaluate", "format_board", "leaderboard"]
+__all__ = ["HELD_OUT_FROM", "Entry", "evaluate", "format_board", "held_out_patient_zeros",
+           "leaderboard"]
 
 HELD_OUT_FROM = 1_000_000
 
@@ -39,10 +42,16 @@ class Entry:
         return found
 
 
-def evaluate(env: DefendEnv, policy: Policy, seeds: Sequence[int]) -> Entry:
+def evaluate(env: DefendEnv, policy: Policy, seeds: Sequence[int],
+             patient_zeros: Sequence[str] = ()) -> Entry:
+    """``patient_zeros``: episode ``i`` starts from ``patient_zeros[i % len]`` (default: the
+    env's own choice)."""
     returns, lost, cut, acted = [], [], [], []
-    for seed in seeds:
-        observation, _ = env.reset(options={"sim_seed": int(seed)})
+    for index, seed in enumerate(seeds):
+        options: dict[str, object] = {"sim_seed": int(seed)}
+        if patient_zeros:
+            options["patient_zero"] = patient_zeros[index % len(patient_zeros)]
+        observation, _ = env.reset(options=options)
         total = value = cutoff = 0.0
         actions = 0
         while True:
@@ -60,8 +69,9 @@ def evaluate(env: DefendEnv, policy: Policy, seeds: Sequence[int]) -> Entry:
     return Entry(policy.name, tuple(returns), tuple(lost), tuple(cut), tuple(acted))
 
 
-def leaderboard(env: DefendEnv, policies: Sequence[Policy], seeds: Sequence[int]) -> list[Entry]:
-    entries = [evaluate(env, policy, seeds) for policy in policies]
+def leaderboard(env: DefendEnv, policies: Sequence[Policy], seeds: Sequence[int],
+                patient_zeros: Sequence[str] = ()) -> list[Entry]:
+    entries = [evaluate(env, policy, seeds, patient_zeros) for policy in policies]
     return sorted(entries, key=lambda e: -sum(e.returns) / len(e.returns))
 
 
@@ -84,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a trained policy file (.npz); repeatable")
     parser.add_argument("--alerts-only", action="store_true",
                         help="no first-contact features (as an emulated policy responder)")
+    parser.add_argument("--patient-zero", choices=("scenario", "held-out"), default="scenario",
+                        help="the scenario's patient zero, or the held-out ones in turn")
     args = parser.parse_args(argv)
     env = DefendEnv(args.scenario, contact_features=not args.alerts_only)
     policies = baselines(env.layout.columns, env.detectors, env.scenario.spec.response.rules)
@@ -92,8 +104,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         policy.check(env.layout.hosts, env.layout.columns)
         policies.append(policy)
     seeds = range(HELD_OUT_FROM, HELD_OUT_FROM + args.episodes)
-    print(f"{env.scenario.name}: {args.episodes} held-out seeds from {HELD_OUT_FROM}")
-    print(format_board(leaderboard(env, policies, list(seeds))))
+    patient_zeros = held_out_patient_zeros(env) if args.patient_zero == "held-out" else ()
+    print(f"{env.scenario.name}: {args.episodes} held-out seeds from {HELD_OUT_FROM}; patient "
+          f"zero: {', '.join(patient_zeros) or ', '.join(env.scenario.patient_zero())}")
+    print(format_board(leaderboard(env, policies, list(seeds), patient_zeros)))
+
+
+def held_out_patient_zeros(env: DefendEnv) -> tuple[str, ...]:
+    """The plausible patients zero that training never starts from."""
+    return split_patient_zeros(plausible_patient_zeros(env.scenario.topology))[1]
 
 
 if __name__ == "__main__":

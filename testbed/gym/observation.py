@@ -79,11 +79,13 @@ class ObservationBuilder:
         self._static = static
         self._quarantined = np.zeros(count, dtype=np.float32)
         self._blocked = np.zeros(count, dtype=np.float32)
+        self._mask = self._compute_mask()
 
     def reset(self) -> None:
         for array in (self._alerts, self._failures, self._fanout, self._quarantined,
                       self._blocked):
             array.fill(0.0)
+        self._mask = self._compute_mask()
 
     def fold(self, alerts: tuple[Alert, ...], events: tuple[ConnEvent, ...],
              containment: ContainmentState) -> None:
@@ -114,6 +116,7 @@ class ObservationBuilder:
             row = self._row.get(block.source)
             if row is not None and block.destination == "any" and block.port is None:
                 self._blocked[row] = 1.0
+        self._mask = self._compute_mask()  # a new array: one handed out never changes
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         features = np.concatenate(
@@ -124,6 +127,10 @@ class ObservationBuilder:
         return features, self.mask()
 
     def mask(self) -> np.ndarray:
+        """The action mask (hosts x 4, int8) for the containment folded last; do not modify."""
+        return self._mask
+
+    def _compute_mask(self) -> np.ndarray:
         quarantined = self._quarantined > 0
         blocked = self._blocked > 0
         mask = np.ones((len(self._row), len(ACTIONS)), dtype=np.int8)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ class _AlertBuffer:
         self.pending.extend(alerts)
 
 
+@lru_cache(maxsize=4096)
+def _action(kind: str, host: str) -> Action:
+    """The (frozen) containment action ``kind`` on ``host``; built once, as a learner repeats
+    the same few thousand."""
+    if kind in ("block", "unblock"):
+        return Action(kind=kind, target=host, destination="any")  # type: ignore[arg-type]
+    return Action(kind=kind, target=host)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class SocFeed:
     """What the defender receives for one step: nothing else may reach an observation."""
@@ -63,7 +73,10 @@ class SocFeed:
 class SteppedRun:
     """One episode of ``scenario`` in virtual time, advanced by ``advance(until)``."""
 
-    def __init__(self, scenario: Scenario, *, seed: int, timing: Timing | None = None) -> None:
+    def __init__(self, scenario: Scenario, *, seed: int, timing: Timing | None = None,
+                 sensor_context: SensorContext | None = None) -> None:
+        """``sensor_context``: ``SensorContext.from_topology(scenario.topology)``, which an
+        environment that resets often builds once."""
         self.scenario = scenario
         timing = timing or load_timing()
         sim = Simulation(scenario, seed=seed, timing=timing, run_dir=_RUN_DIR,
@@ -75,7 +88,7 @@ class SteppedRun:
         self._alerts = _AlertBuffer()
         monitored = scenario.monitored_segments()
         if scenario.spec.detectors and monitored:  # as Simulation.run sets them up
-            context = SensorContext.from_topology(scenario.topology)
+            context = sensor_context or SensorContext.from_topology(scenario.topology)
             sim.detectors = DetectorSet.from_specs(scenario.spec.detectors, context, seed=seed)
             want_data = any("data" in d.KINDS for d in sim.detectors.detectors)
             sim.sensor = SimSensor(monitored, want_data=want_data)
@@ -98,15 +111,24 @@ class SteppedRun:
 
     def act(self, kind: str, host: str, cause: dict[str, Any]) -> ActionRecord:
         """Carry out one containment action now; it lands after its enforcement time."""
-        action = (Action(kind=kind, target=host, destination="any")  # type: ignore[arg-type]
-                  if kind in ("block", "unblock") else Action(kind=kind, target=host))  # type: ignore[arg-type]
-        try:
-            record = execute_action(self.deployment, action, cause=cause,
-                                    clock=lambda: self.simulation.now)
-        except TestbedError as err:
-            record = err.action_record  # type: ignore[attr-defined]
-        self.simulation.schedule_actions([record])
-        return record
+        return self.act_many([(kind, host)], cause)[0]
+
+    def act_many(self, calls: list[tuple[str, str]], cause: dict[str, Any]
+                 ) -> list[ActionRecord]:
+        """Carry out several containment actions now, in order (one scheduling pass)."""
+        records = []
+        for kind, host in calls:
+            try:
+                records.append(execute_action(self.deployment, _action(kind, host),
+                                              cause=cause, clock=self._clock))
+            except TestbedError as err:
+                records.append(err.action_record)  # type: ignore[attr-defined]
+        if records:
+            self.simulation.schedule_actions(records)
+        return records
+
+    def _clock(self) -> float:
+        return self.simulation.now
 
     def advance(self, until: float) -> SocFeed:
         """Run to virtual time ``until`` (or a stop rule); what the SOC saw meanwhile."""

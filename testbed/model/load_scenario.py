@@ -146,10 +146,31 @@ def scenario_from_document(document: SourceDocument, real_path: Path, *,
                                                   f"({count} error{'s' if count != 1 else ''})",
                                    hint=f"run: testbed validate {topology_shown}")
         raise ValidationError([*err.diagnostics, note]) from None
+    spec = _resolve_policy_path(spec, document, real_path)
     problems = _cross_check(spec, topology, document, detectors)
     if problems:
         raise ValidationError(problems)
     return Scenario(spec, topology, real_path, topology_real)
+
+
+def _resolve_policy_path(spec: ScenarioSpec, document: SourceDocument,
+                         real_path: Path) -> ScenarioSpec:
+    """``response.policy`` is relative to the scenario file, as ``topology`` is; a missing file
+    fails here, before a run deploys anything. Whether its layers fit this scenario is checked
+    by ``testbed.response.check_policy`` (it needs numpy) before deployment."""
+    policy = spec.response.policy
+    if policy is None:
+        return spec
+    given = Path(policy).expanduser()
+    policy_real = given if given.is_absolute() else real_path.parent / given
+    if not policy_real.is_file():
+        shown = os.path.normpath(given if given.is_absolute() else document.file.parent / given)
+        raise ValidationError([document.diagnostic(
+            ("response", "policy"), f"policy file {policy!r} not found (looked for {shown})",
+            hint="the path is relative to the scenario file; train one with "
+                 "benchmarks/train_defender.py (docs/gym.md)")])
+    response = spec.response.model_copy(update={"policy": str(policy_real)})
+    return spec.model_copy(update={"response": response})
 
 
 def _cross_check(spec: ScenarioSpec, topology: Topology, document: SourceDocument,

@@ -40,7 +40,8 @@ class WormSpec(_Strict):
     """The mock worm: which profile, where it starts, how fast."""
 
     profile: str = Field("classic", description="Worm profile: classic, local-preference, "
-                                                "hitlist, stealth, adaptive.")
+                                                "hitlist, stealth, recon, mimic, planner, "
+                                                "adaptive; see `testbed profiles`.")
     patient_zero: NameList = Field(description="Host(s) where the outbreak starts, usually "
                                                "launch pads.")
     start_s: float = Field(2.0, ge=0, le=3600,
@@ -109,8 +110,8 @@ class ResponseSpec(_Strict):
     rules: list[ResponseRuleSpec] = Field(default_factory=list)
     policy: str | None = Field(
         None, description="A trained defender policy file (.npz, written by "
-                          "benchmarks/train_defender.py; relative paths from the current "
-                          "directory) that decides the containment instead of the rules: every "
+                          "benchmarks/train_defender.py; a relative path is relative to the "
+                          "scenario file) that decides the containment instead of the rules: every "
                           "decision interval it reads the alerts and containment state and "
                           "quarantines, releases or blocks hosts (docs/gym.md).")
 

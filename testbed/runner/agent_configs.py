@@ -4,7 +4,8 @@ Owns: turning the scenario and its topology into what each host's agent needs (i
 vulnerabilities and patches, the topology CIDRs, its trusts' addresses, the worm profile with
 resolved parameters, the exploit arsenal, the patient-zero flag, TTL, and the benign timeline of
 that host: users, backup, scanner) and writing ``<state_dir>/agents/<host>.json`` (mode 0600: it
-holds the run's secret). Format: ``testbed.agent.config``.
+holds the run's secret), or, when the deployment multiplexes agents, one group config per agent
+process. Formats: ``testbed.agent.config``, ``testbed.agent.multiplex``.
 Must not: start processes (the runner spawns ``agent_command(path)`` through the backend).
 """
 
@@ -27,12 +28,15 @@ from testbed.agent.config import (
     WormConfig,
     write_config,
 )
+from testbed.agent.multiplex import GroupMember, write_group
+from testbed.backends.fabric.agents import PER_HOST, read_agent_layout
 from testbed.errors import AgentError, ValidationError
 from testbed.model.load_scenario import Scenario, expand_hosts
 from testbed.model.spec import DEFAULT_PORTS
 from testbed.model.topology import Host, Topology
 
-__all__ = ["agent_command", "build_agent_configs", "host_seed", "write_agent_configs"]
+__all__ = ["agent_command", "build_agent_configs", "group_config_path", "host_seed",
+           "write_agent_configs"]
 
 BACKUP_PREFERENCE = ("smb", "ssh", "ftp", "generic")
 """Which of a target's services the backup server uses, in order of preference."""
@@ -105,21 +109,45 @@ def build_agent_configs(scenario: Scenario, state_dir: Path, *, seed: int, secre
 
 def write_agent_configs(scenario: Scenario, state_dir: Path, *, seed: int, secret: bytes,
                         self_wake: bool = False, ttl_s: float | None = None,
-                        listen_address: str = "0.0.0.0") -> dict[str, Path]:
-    """Write ``<state_dir>/agents/<host>.json`` for every host; returns {host: path}.
+                        listen_address: str = "0.0.0.0",
+                        layout: str | None = None) -> dict[str, Path]:
+    """Write every host's agent config; returns {host: path of the file its agent reads}.
 
-    Also clears stale stop/wake control files of an earlier run in the same directory.
+    ``layout`` None: as the deployment recorded in ``state_dir`` (``AgentFleet`` starts them
+    so); ``"per-host"``: one file per host whatever the record says (for a caller that starts
+    ``agent_command(path)`` in each host itself). Per host: ``<state_dir>/agents/<host>.json``;
+    multiplexed: one group config per agent process, ``<state_dir>/agents/group-<n>.json``,
+    with what every host shares (the address book: hosts x hosts entries) written once. Also
+    clears stale stop/wake control files of an earlier run in the same directory.
     """
     state_dir = Path(state_dir)
     configs = build_agent_configs(scenario, state_dir, seed=seed, secret=secret,
                                   self_wake=self_wake, ttl_s=ttl_s, listen_address=listen_address)
     control.clear(state_dir)
     paths: dict[str, Path] = {}
+    recorded = read_agent_layout(state_dir)
+    if layout not in (None, PER_HOST):
+        raise AgentError(f"layout {layout!r}: only {PER_HOST!r} can be asked for here (a "
+                         "multiplexed layout is the deployment's, recorded at deploy time)")
+    if recorded.multiplexed and layout is None:
+        for number, group in enumerate(recorded.groups):
+            path = group_config_path(state_dir, number)
+            write_group(path, [GroupMember(configs[host], netns) for host, netns in group])
+            paths.update(dict.fromkeys((host for host, _netns in group), path))
+        missing = sorted(set(configs) - set(paths))
+        if missing:
+            raise AgentError(f"the recorded agent layout has no group for {missing[:5]}")
+        return paths
     for name, config in configs.items():
         path = state_dir / "agents" / f"{name}.json"
         write_config(path, config)
         paths[name] = path
     return paths
+
+
+def group_config_path(state_dir: Path, number: int) -> Path:
+    """Where the config of multiplexed agent process ``number`` goes."""
+    return Path(state_dir) / "agents" / f"group-{number}.json"
 
 
 def _arsenal(topology: Topology) -> tuple[ExploitSpec, ...]:

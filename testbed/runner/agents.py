@@ -1,9 +1,11 @@
 """The run's agents as processes: started inside their hosts, waited for, stopped.
 
-Owns: spawning one agent per host through the deployment (``Deployment.agent_argv`` says how to
-start it there), waiting until every agent reports ready (giving up early when one has already
-exited, with the tail of its log in the error), and stopping them all (the agents' stop file, a
-grace period, then SIGTERM and SIGKILL of what is left).
+Owns: spawning the agents through the deployment (``Deployment.agent_argv`` says how to start one
+host's agent there; a fabric deployment that multiplexes agents starts one process per group
+config instead, ``FabricDeployment.spawn_agent_group``), waiting until every host's agent reports
+ready (giving up early when its process has already exited, with the tail of its log in the
+error), and stopping them all (the agents' stop file, a grace period, then SIGTERM and SIGKILL
+of what is left).
 
 Must not touch: what the agents do (that is their config, ``testbed.runner.agent_configs``) or
 their ground truth.
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from testbed.agent import control
 from testbed.backends.base import Deployment
+from testbed.backends.fabric import FabricDeployment
 from testbed.errors import RunError
+from testbed.runner.agent_configs import group_config_path
 
 __all__ = ["AGENT_STOP_GRACE_S", "READY_TIMEOUT_S", "AgentFleet"]
 
@@ -32,13 +36,25 @@ class AgentFleet:
     def __init__(self, deployment: Deployment, state_dir: Path) -> None:
         self.deployment = deployment
         self.state_dir = state_dir
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}  # host -> its agent's process
+        self._group_of: dict[str, Path] = {}  # host -> its group config (multiplexed agents)
 
     def log_path(self, host: str) -> Path:
+        group = self._group_of.get(host)
+        if group is not None:  # one log per multiplexed process, beside its group config
+            return group.with_suffix(".log")
         return self.state_dir / "hosts" / host / "agent.log"
 
     def start(self, configs: dict[str, Path]) -> None:
-        """Spawn every host's agent, its output going to ``hosts/<host>/agent.log``."""
+        """Spawn every host's agent, its output going to ``hosts/<host>/agent.log``; with
+        multiplexed agents (``configs`` maps the hosts to the group configs of the recorded
+        layout), one process per group, its output going to ``agents/group-<n>.log``."""
+        if isinstance(self.deployment, FabricDeployment):
+            layout = self.deployment.agent_layout
+            groups = {group_config_path(self.state_dir, n) for n in range(len(layout.groups))}
+            if layout.multiplexed and set(configs.values()) <= groups:
+                self._start_groups(configs, self.deployment)
+                return
         for host, config_path in configs.items():
             log_path = self.log_path(host)
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +64,21 @@ class AgentFleet:
             with log_path.open("ab") as log:
                 self.processes[host] = self.deployment.spawn(host, argv, stdout=log.fileno(),
                                                              stderr=log.fileno())
+
+    def _start_groups(self, configs: dict[str, Path], deployment: FabricDeployment) -> None:
+        started: dict[Path, subprocess.Popen[bytes]] = {}
+        for host, group in configs.items():
+            self._group_of[host] = group
+            if group not in started:
+                with group.with_suffix(".log").open("ab") as log:
+                    started[group] = deployment.spawn_agent_group(
+                        group, stdout=log.fileno(), stderr=log.fileno())
+            self.processes[host] = started[group]
+
+    @property
+    def pids(self) -> list[int]:
+        """The agent processes (one per host, or one per group of hosts)."""
+        return sorted({process.pid for process in self.processes.values()})
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Return when every agent is ready; raise ``RunError`` naming those that are not."""
@@ -71,7 +102,7 @@ class AgentFleet:
         """Ask every agent to stop; after ``grace`` seconds terminate, then kill, the rest."""
         with contextlib.suppress(OSError):
             control.stop_all(self.state_dir)
-        processes = list(self.processes.values())
+        processes = list({process.pid: process for process in self.processes.values()}.values())
         deadline = time.monotonic() + grace
         for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):

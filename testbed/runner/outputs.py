@@ -87,7 +87,8 @@ def read_runner_state(state_dir: Path) -> RunnerState | None:
 
 def collect(state_dir: Path, run_dir: Path, manifest: Manifest) -> None:
     """Copy the run's records out of the state directory before it is removed: the agents'
-    ground truth merged in time order, their logs, alerts, actions, and ``manifest``."""
+    ground truth merged in time order, their logs (per host, or per group of multiplexed
+    hosts), alerts, actions, and ``manifest``."""
     state_dir, run_dir = Path(state_dir), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     merge_host_events(state_dir, run_dir)
@@ -98,6 +99,11 @@ def collect(state_dir: Path, run_dir: Path, manifest: Manifest) -> None:
             if log.is_file() and log.stat().st_size:
                 (run_dir / "logs").mkdir(exist_ok=True)
                 shutil.copyfile(log, run_dir / "logs" / f"{directory.name}.log")
+    # Multiplexed agents (netns default) log per process group, not per host.
+    for log in sorted((state_dir / "agents").glob("group-*.log")):
+        if log.is_file() and log.stat().st_size:
+            (run_dir / "logs").mkdir(exist_ok=True)
+            shutil.copyfile(log, run_dir / "logs" / log.name)
     for name in RECORD_FILES:
         source = state_dir / name
         if source.is_file():

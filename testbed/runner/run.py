@@ -8,7 +8,8 @@ Ctrl-C, SIGTERM; a second Ctrl-C while cleaning up is deferred, not obeyed), the
 at the end), the heartbeat that tells a salvage when the runner last watched, and ``RunResult``.
 
 The wall: ground truth is read here only through ``Outbreak`` (live view, stop conditions) and
-the scorer. Detectors see sensor events only; the responder sees alerts only.
+the scorer. Detectors see sensor events only; the responder sees alerts and, when it is a
+policy trained on first contacts, the same sensor events (never ground truth).
 
 Must not touch: other runs' state, anything outside the deployment it made.
 """
@@ -33,7 +34,7 @@ from testbed.errors import RunError
 from testbed.live import LiveStatus, LiveView
 from testbed.model.load_scenario import Scenario
 from testbed.model.spec import Tier
-from testbed.response import Responder
+from testbed.response import Responder, check_policy
 from testbed.results import Manifest, Results
 from testbed.runner.agent_configs import write_agent_configs
 from testbed.runner.agents import AgentFleet
@@ -178,8 +179,11 @@ class Run:
                 raise KeyboardInterrupt
             raise RunError("the run ended before it started")  # pragma: no cover - defensive
         phase_start = time.monotonic()
-        results, records = self.score()
-        report = self.report(results, records)
+        # An interrupted run still owes its partial results: a second, impatient Ctrl-C during
+        # scoring must not lose them (an uninterrupted run's scoring stays interruptible).
+        with interrupts_deferred(self.view.say) if self.interrupted else contextlib.nullcontext():
+            results, records = self.score()
+            report = self.report(results, records)
         self.timings["score_report_s"] = time.monotonic() - phase_start
         outcome = RunResult(run_name=self.run_name, run_dir=self.run_dir, results=results,
                             report=report, interrupted=self.interrupted,
@@ -192,9 +196,13 @@ class Run:
 
     # ---- phases --------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Claim the output directory (refusing one that holds a run's results)."""
+        """Check what can be checked before anything exists (a policy responder's file fits the
+        scenario), then claim the output directory (refusing one that holds a run's results)."""
         if (self.run_dir / "results.json").exists():
             raise RunError(f"{self.run_dir} already holds a run's results; choose another --out")
+        spec = self.scenario.spec
+        check_policy(spec.response, self.scenario.topology,
+                     [detector.name for detector in spec.detectors])
         self._created_run_dir = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -278,6 +286,8 @@ class Run:
                 woken = True
                 view.say(f"patient zero woke: {', '.join(outbreak.patient_zero)}")
             events = defence.sensor.poll(SENSOR_POLL_S)
+            if events and defence.responder is not None:
+                defence.responder.observe(events)  # a policy responder folds in first contacts
             alerts = defence.detectors.observe_many(events) if events else []
             now = time.monotonic()
             alerts += defence.detectors.tick(now)

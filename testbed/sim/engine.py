@@ -24,16 +24,26 @@ from __future__ import annotations
 import hashlib
 import heapq
 import ipaddress
+import itertools
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from detectors.base import ConnEvent, SensorContext
 from testbed.agent.benign import REQUEST_TIMEOUT_S, SCAN_TIMEOUT_S, user_gaps
-from testbed.agent.brain import Brain, Observation, Probe, WormView, arm_names
+from testbed.agent.brain import (
+    NEIGHBOUR_PROFILES,
+    OBSERVING_PROFILES,
+    Brain,
+    Observation,
+    Probe,
+    WormView,
+    arm_names,
+)
 from testbed.agent.config import AgentConfig, BenignTarget, ScannerJob
 from testbed.agent.events import TECHNIQUES
 from testbed.agent.guards import RateCap
@@ -51,7 +61,7 @@ from testbed.sim.bindings import (
     derive_seed,
 )
 from testbed.sim.configs import SimAgentConfigs
-from testbed.sim.fastpath import fast_path_refusal, run_fast_classic
+from testbed.sim.fastpath import fast_path_refusal, run_fast
 from testbed.sim.network import Flow, NetworkModel
 from testbed.sim.sensor import SimSensor
 from testbed.sim.services import (
@@ -70,7 +80,7 @@ PROBE_RECORDS_HOST_LIMIT = 10_000
 ones (listen, stop) are off by default; wakes, infections, defence signals, alerts and actions
 are always recorded."""
 _PEER_MEMORY = 1024  # Agent.note_peer's bound
-_HITLIST_PROFILES = frozenset({"hitlist", "stealth", "adaptive"})
+_MIN_WAIT_S = 1e-9  # shortest reschedule of a rate-capped launch (see Simulation._launch)
 PACKET_DETECTORS = frozenset({"suricata"})
 _push = heapq.heappush
 
@@ -195,7 +205,7 @@ class Simulation:
         self.profile = self.spec.worm.profile
         self.now = 0.0
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
-        self._sequence = 0
+        self._sequence = itertools.count(1)  # ties in time run in scheduling order
         self._stopped = False
         self.stop_reason = "time limit"
         self.sensor: SimSensor | None = None
@@ -206,6 +216,8 @@ class Simulation:
         self.active = bytearray(len(self.hosts))
         self.worms: dict[int, _Worm] = {}
         self.peers: dict[int, OrderedDict[str, None]] = {}
+        self.neighbours: dict[int, dict[str, None]] = {}  # each host's ARP table (no gateways)
+        self._reads_neighbours = self.profile in NEIGHBOUR_PROFILES
         self.infected: dict[str, float] = {}
         self.patient_zero = scenario.patient_zero()
         self._dirty = False
@@ -221,8 +233,7 @@ class Simulation:
 
     # ---- the clock -------------------------------------------------------------------------
     def at(self, when: float, handler: Callable[[Any], None], argument: Any = None) -> None:
-        self._sequence += 1
-        _push(self._heap, (when, self._sequence, handler, argument))
+        _push(self._heap, (when, next(self._sequence), handler, argument))
 
     def run(self) -> SimOutcome:
         book = _AddressBook(self.network, self.names)
@@ -247,8 +258,8 @@ class Simulation:
                                                actions_path, clock=lambda: self.now)
             refusal = "switched off" if self.fast_path is False else fast_path_refusal(self)
             if refusal is None:
-                self.mode = "fast-classic"
-                end, self.stop_reason, self.counters["probes"] = run_fast_classic(self, truth)
+                self.mode = f"fast-{self.profile}"
+                end, self.stop_reason, self.counters["probes"] = run_fast(self, truth)
             else:
                 if self.fast_path:
                     raise RunError(f"the fast path cannot run this scenario: {refusal}")
@@ -361,6 +372,8 @@ class Simulation:
         if events:
             if self.observer is not None:
                 self.observer(events)
+            if self.responder is not None:
+                self.responder.observe(events)  # as the runner does: a policy reads contacts
             self._alerts(self.detectors.observe_many(events))
 
     def _tick(self, _: Any) -> None:
@@ -447,22 +460,36 @@ class Simulation:
         self.truth.emit(name, "wake", now, generation=generation,
                         detail={"reason": reason, "profile": config.worm.profile})
         worm_config = config.worm
-        view = WormView(config.address, config.segment_cidr, config.cidrs, worm_config.arsenal,
-                        config.trusts)
-        brain = Brain(view, worm_config.profile, worm_config.params,
+        brain = Brain(WormView.from_config(config), worm_config.profile, worm_config.params,
                       seed=derive_seed(config.seed, "worm"), start=now, inherited=inherited)
         for peer in self.peers.get(host, ()):
             brain.see_peer(peer)
+        for neighbour in self.neighbours.get(host, ()):
+            brain.see_neighbour(neighbour)
         cap = RateCap(worm_config.max_probe_rate,
                       burst=max(1.0, worm_config.max_probe_rate / 5), now=now)
         worm = _Worm(host, config, brain, cap, generation, frozenset(config.trusts))
         self.worms[host] = worm
         self.at(now, self._worm_step, worm)
 
+    @cached_property
+    def _may_wake(self) -> bytearray:
+        """Per host index, 1 if its worm can ever run: patient zero, or a host with a service
+        vulnerability it has not patched (``exploit_verdict`` accepts nothing else). The
+        peers and neighbours of the others are never read (``_wake`` is where they are), so
+        they are not kept: at 100,000 hosts that is most of them."""
+        may = bytearray(len(self.hosts))
+        for index, host in enumerate(self.hosts):
+            may[index] = host.patched is not True and any(
+                vuln not in host.patched for service in host.services for vuln in service.vulns)
+        for name in self.patient_zero:
+            may[self.network.index_of[str(self.topology.hosts[name].ip)]] = 1
+        return may
+
     def _note_peer(self, host: int, peer: str) -> None:
         """``Agent.note_peer``: a host that talked to us joins the worm's hit list."""
-        if self.profile not in _HITLIST_PROFILES:
-            return  # only hit-list tactics read peers: the others' brains ignore them
+        if self.profile not in OBSERVING_PROFILES or not self._may_wake[host]:
+            return  # only these brains read peers; a host that never wakes has no brain
         peers = self.peers.get(host)
         if peers is None:
             peers = self.peers[host] = OrderedDict()
@@ -474,6 +501,26 @@ class Simulation:
         worm = self.worms.get(host)
         if worm is not None:
             worm.brain.see_peer(peer)
+
+    def _note_neighbours(self, flow: Flow) -> None:
+        """The kernel's neighbour tables after ``flow`` (``testbed.agent.neighbours`` reads
+        them on netns): an on-link flow whose ARP resolution succeeded puts each end in the
+        other's table (the receiver learns the sender from its request). Router interfaces are
+        gateways, left out on netns too, so only on-link host-to-host flows count."""
+        if not self._reads_neighbours or flow.target < 0 or len(flow.segments) != 1 or \
+                (flow.src_ip, flow.dst_ip) not in self.network._neighbours:
+            return
+        may_wake = self._may_wake
+        for host, address in ((flow.src, flow.dst_ip), (flow.target, flow.src_ip)):
+            if not may_wake[host]:
+                continue  # never read: see _may_wake
+            table = self.neighbours.setdefault(host, {})
+            if address in table:
+                continue
+            table[address] = None
+            worm = self.worms.get(host)
+            if worm is not None:
+                worm.brain.see_neighbour(address)
 
     # ---- the worm loop ---------------------------------------------------------------------
     def _worm_step(self, worm: _Worm) -> None:
@@ -489,7 +536,9 @@ class Simulation:
             if not worm.blocked:
                 delay = worm.cap.delay(now)
                 if delay > 0:
-                    self.at(now + delay, self._launch, worm)
+                    # at least 1 ns: a bucket short of a token by float noise asks for less
+                    # than one ulp of ``now``, and now + delay == now would spin forever
+                    self.at(now + max(delay, _MIN_WAIT_S), self._launch, worm)
                     return
             if worm.in_flight >= worm.config.worm.max_in_flight:
                 worm.blocked = True  # resumed by the next probe that completes
@@ -525,6 +574,8 @@ class Simulation:
         flow = network.open(worm.host, probe.target, probe.port, probe.proto, now,
                             worm_config.connect_timeout_s,
                             payload=payload if probe.proto == "udp" else b"")
+        if self._reads_neighbours:
+            self._note_neighbours(flow)
         if flow.status != "open":
             self.at(flow.at, self._probe_done, (worm, probe, flow.status, False, False, now))
             return
@@ -622,6 +673,8 @@ class Simulation:
         """``benign_request``: (outcome ok/failed/connect outcome, when it is known, flow)."""
         network = self.network
         flow = network.open(source, address, port, proto, self.now, timeout)
+        if self._reads_neighbours:
+            self._note_neighbours(flow)
         if flow.status != "open":
             return flow.status, flow.at, flow
         assert flow.service is not None
@@ -732,6 +785,8 @@ class Simulation:
             return
         address, port = item
         flow = self.network.open(scan["index"], address, port, "tcp", self.now, SCAN_TIMEOUT_S)
+        if self._reads_neighbours:
+            self._note_neighbours(flow)
         if flow.status == "open":
             self._note_peer(flow.target, flow.src_ip)
         scan["pending"] += 1

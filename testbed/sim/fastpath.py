@@ -1,51 +1,72 @@
-"""The vectorised fast path: the classic worm, with arrays, no objects per host or per probe.
+"""The vectorised fast path: the classic and local-preference worms, with arrays, no objects
+per host or per probe.
 
 Owns: when the fast path applies (:func:`fast_path_refusal`) and running it
-(:func:`run_fast_classic`), writing the same ground truth the event engine writes with per-probe
+(:func:`run_fast`), writing the same ground truth the event engine writes with per-probe
 records off (wakes and infections; no detectors, alerts or actions exist in its domain).
 
-Semantics, those of ``Brain`` for the ``classic`` profile: every active host probes from the
-moment it wakes, at gaps ``(1 / rate) * (1 + jitter * (2u - 1))``; each probe's target is uniform
-over the topology's usable addresses (drawn again when it is the host's own address, at most 8
-draws), its exploit uniform over the arsenal; a probe to a live host's vulnerable, unpatched
-service infects it unless it is already infected (``testbed.sim.services.exploit_verdict``), at
-the exploit's delivery time (ARP, SYN, SYN-ACK, data: ``2 link + 3 one-way``), and the new host
-starts probing at once. Random draws come from one numpy stream per run (seeded from the run's
-seed), not from each host's ``random.Random``: runs are reproducible and distributed as the
-brain's, not draw-for-draw identical to the event engine. That equivalence is pinned by
-``tests/unit/test_sim_fastpath.py``: mean infected curves of both over many seeds, on a flat
-and on a routed, firewalled network, within stated margins.
+Semantics, those of ``Brain`` for the profile: every active host probes from the moment it
+wakes, at gaps ``(1 / rate) * (1 + jitter * (2u - 1))``; each probe's target is chosen as the
+profile's brain chooses it (below), its exploit uniform over the arsenal; a probe to a live
+host's vulnerable, unpatched service infects it unless it is already infected
+(``testbed.sim.services.exploit_verdict``), at the exploit's delivery time (ARP, SYN, SYN-ACK,
+data: ``2 link + 3 one-way``), and the new host starts probing at once. Random draws come from
+one numpy stream per run (seeded from the run's seed), not from each host's ``random.Random``:
+runs are reproducible and distributed as the brain's, not draw-for-draw identical to the event
+engine. That equivalence is pinned by ``tests/unit/test_sim_fastpath.py`` for each profile:
+mean infected curves of both over many seeds, on a flat and on a routed, firewalled network,
+within stated margins; and, for local-preference, slot by slot the very targets of a Brain.
 
-Two simplifications, bounded: the brain also skips addresses it has itself seen answer
-infected or already; here they are probed again, with no effect but an ``already`` (no infection
-is lost or gained: those hosts are infected; a skipped slot's redraw lands on a new address with
-probability victims-per-host / addresses, below 1e-3 while the outbreak grows). And when two
-probes reach one target within one time slice, the first processed, not necessarily the
-earliest, infects it (an error below ``SLICE_S``). Tracking every host's victims (tried: sorted
-key arrays) made a 100,000-host run 150 times slower and moved the fitted growth rate by 0.3 %.
+Target choice:
+- ``classic`` (:class:`_UniformTargets`): uniform over the topology's usable addresses, drawn
+  again when it is the host's own address (at most 8 draws). One simplification, bounded: the
+  brain also passes over addresses it has itself seen answer infected or already; here they are
+  probed again, with no effect but an ``already`` (no infection is lost or gained: those hosts
+  are infected; a passed-over slot's redraw lands on a new address with probability
+  victims-per-host / addresses, below 1e-3 while the outbreak grows). Kept so, because the
+  classic figures of the README and docs/sim.md were measured so.
+- ``local-preference`` (:class:`_SweepTargets`): with probability ``local_bias`` the next
+  address of its own segment counting upward from its own, else the next of the whole space from
+  a random start; each host's victims (its brain's ``infected`` set) are tracked exactly, so it
+  passes over them as the brain does: sweeps come back to them after one lap of a segment.
+Both: when two probes reach one target within one time slice, the first processed, not
+necessarily the earliest, infects it (an error below ``SLICE_S``).
 
 Routers and host firewalls: a probe infects only if ``decide_flow`` allows it. The policy is
 arrays over ``testbed.containment.PolicyClasses`` (hosts grouped so that the verdict depends only
 on the source's and the target's class: exact, pinned pair by pair against decide_flow on every
 shipped topology), with the delivery time of each class pair's route. A denied or unrouted probe
-changes nothing for the classic brain (it does not learn from outcomes), so only its count is
-kept.
+changes nothing for these brains (they learn nothing from outcomes but infected/already), so
+only its count is kept.
 
-Domain (else the event engine runs; ``fast_path_refusal`` says which): the classic profile; no
-detectors watching and no automated response (so no sensor events, no quarantine or block ever
-changes the policy); per-probe records off; no ``contained`` stop condition unless the
-network is one open segment (there it cannot hold before the outbreak burns out); pacing the
-runtime's caps never bind (jitter below 1/3 keeps the rate under the 1.5x rate cap; the probes
-in flight stay under ``max_in_flight``).
+Domain (else the event engine runs; ``fast_path_refusal`` says which): the classic or
+local-preference profile; no detectors watching and no automated response (so no sensor events,
+no quarantine or block ever changes the policy); per-probe records off; no ``contained`` stop
+condition unless the network is one open segment (there it cannot hold before the outbreak burns
+out); pacing the runtime's caps never bind (jitter below 1/3 keeps the rate under the 1.5x rate
+cap; the probes in flight stay under ``max_in_flight``).
 Benign users, backups and scanners are ignored: without records or a sensor they change nothing
-a classic worm sees. Still on the event engine: local-preference, hitlist, stealth (their
-brains' tactics -- own-subnet sweeps, hit lists fed by peers, interleaving -- are not in arrays
-yet) and adaptive (per-host brains by design).
+these worms see (they read no peers).
+
+Not in arrays, and why (they stay on the event engine, exact there):
+- ``hitlist`` and ``stealth``: each worm works an ordered queue of (host, exploit) pairs fed by
+  its trusts, by every host that answered one of its probes (connected or refused: a refused
+  pair is tried again) and by every host that connected to its host before or after it woke
+  (worms probing it, benign users, backups, scanners: so benign traffic changes what they do),
+  pruned by its own verdicts. The next target depends on the order in which those answers and
+  contacts arrived, per worm, to the event; a slice of 50 ms reorders them, and an array
+  per worm of varying length processed in event order is the event engine. ``stealth`` adds an
+  LRU map of known-good services (the last 256 that answered) it interleaves connections to,
+  whose outcomes feed the same queue, and a floor of 1.001 s between probes.
+- ``adaptive`` (a bandit per worm over tactics and exploits, learning from every outcome and
+  defence signal) and the observation-driven profiles (recon, mimic, planner): per-host brains
+  by design.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,19 +80,25 @@ if TYPE_CHECKING:
     from testbed.sim.engine import Simulation
     from testbed.sim.truth import TruthLog
 
-__all__ = ["SLICE_S", "fast_path_refusal", "run_fast_classic"]
+__all__ = ["FAST_PROFILES", "SLICE_S", "fast_path_refusal", "run_fast"]
 
 SLICE_S = 0.05
 """Virtual seconds processed per vectorised step."""
 _REFUSED, _NOT_VULNERABLE, _VULNERABLE = 0, 1, 2
 _PICK_TRIES = 8  # Brain._pick_address
+_Accepted = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(source, target, exploit) -> positions whose exploit the target's service accepts and the
+policy lets through."""
+FAST_PROFILES = ("classic", "local-preference")
+"""Profiles the fast path runs; the module docstring says why hitlist and stealth do not."""
 
 
 def fast_path_refusal(simulation: Simulation) -> str | None:
     """Why the fast path cannot run ``simulation`` exactly (None: it can)."""
     spec = simulation.spec
-    if spec.worm.profile != "classic":
-        return f"profile {spec.worm.profile!r} (the fast path is for classic)"
+    if spec.worm.profile not in FAST_PROFILES:
+        return (f"profile {spec.worm.profile!r} (the fast path is for "
+                f"{' and '.join(FAST_PROFILES)}; hit lists and learning are per-worm state)")
     if simulation.detectors is not None or (spec.detectors
                                             and simulation.scenario.monitored_segments()):
         return "detectors are watching"
@@ -161,26 +188,148 @@ def _flow_tables(simulation: Simulation,
     return allowed, delays, class_of
 
 
-def run_fast_classic(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
+class _AddressGrid:
+    """The topology's scanned address space as arrays: draw index (``AddressSpace`` order)
+    <-> host index, and each segment's range of draw indices (``cidrs`` are the segments')."""
+
+    def __init__(self, simulation: Simulation, cidrs: tuple[str, ...]) -> None:
+        hosts = simulation.hosts
+        count = len(hosts)
+        space = AddressSpace(cidrs)
+        self.total = space.total
+        firsts = np.array([first for first, _ in space.ranges], dtype=np.int64)
+        self.range_offset = np.cumsum([0] + [size for _, size in space.ranges])[:-1]
+        self.range_size = np.array([size for _, size in space.ranges], dtype=np.int64)
+        addresses = np.fromiter((int(h.ip) for h in hosts), dtype=np.int64, count=count)
+        order = np.argsort(firsts, kind="stable")
+        self.range_of = order[np.searchsorted(firsts[order], addresses, side="right") - 1]
+        self.slot_of = self.range_offset[self.range_of] + addresses - firsts[self.range_of]
+        self.host_at = np.full(self.total, -1, dtype=np.int64)
+        self.host_at[self.slot_of] = np.arange(count)
+        self.addresses = addresses
+
+
+class _UniformTargets:
+    """``classic``: a target uniform over every address (redrawn, at most 8 draws, while it is
+    the host's own), an exploit uniform over the arsenal. Draws for a whole slice at once."""
+
+    def __init__(self, grid: _AddressGrid, rng: np.random.Generator, exploits: int,
+                 params: dict[str, Any], accepted: _Accepted) -> None:
+        self.grid, self.rng, self.exploits = grid, rng, exploits
+
+    def wake(self, index: int) -> None:
+        """Nothing per host: uniform scanning has no state."""
+
+    def pick(self, rounds: list[tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(source, sent, target host or -1, exploit) of the slice's probes, by sending time."""
+        rng, grid = self.rng, self.grid
+        source = np.concatenate([due for due, _ in rounds])
+        sent = np.concatenate([clock for _, clock in rounds])
+        order = np.argsort(sent, kind="stable")
+        source, sent = source[order], sent[order]
+        slot = rng.integers(0, grid.total, source.size)
+        own = grid.slot_of[source]
+        for _ in range(_PICK_TRIES - 1):
+            again = slot == own
+            if not again.any():
+                break
+            slot[again] = rng.integers(0, grid.total, int(again.sum()))
+        aimed = slot != own
+        exploit = rng.integers(0, self.exploits, source.size)
+        return source[aimed], sent[aimed], grid.host_at[slot[aimed]], exploit[aimed]
+
+
+class _SweepTargets:
+    """``local-preference`` (``Brain._choose_tactic``, ``_pick_address``): per probe, with
+    probability ``local_bias`` the next address of the host's own segment counting upward from
+    its own address, else the next address of the whole space counting from a random start
+    drawn at wake; an address is passed over (the next one taken, at most 8 in one slot) when
+    it is the host's own or one the host has itself seen infected (outcome infected or
+    already): those victims are tracked exactly, per host, as the brain's ``infected`` set.
+    Each round of a slice holds a host at most once, so the counters advance in its order."""
+
+    def __init__(self, grid: _AddressGrid, rng: np.random.Generator, exploits: int,
+                 params: dict[str, Any], accepted: _Accepted) -> None:
+        self.grid, self.rng, self.exploits, self.accepted = grid, rng, exploits, accepted
+        self.local_bias = float(params["local_bias"])
+        count = grid.slot_of.size
+        self.sequential = np.zeros(count, dtype=np.int64)
+        self.local = np.zeros(count, dtype=np.int64)
+        self.victims: set[int] = set()  # source * hosts + target: the brains' infected sets
+        self.seen_infected = np.zeros(count, dtype=bool)  # some brain has this host in its set
+
+    def wake(self, index: int) -> None:
+        grid = self.grid
+        self.sequential[index] = self.rng.integers(0, grid.total)
+        self.local[index] = grid.slot_of[index] - grid.range_offset[grid.range_of[index]] + 1
+
+    def learn(self, source: np.ndarray, target: np.ndarray, exploit: np.ndarray) -> None:
+        """A round's probes whose exploit the target accepts (outcome infected or already):
+        each source now has its target in its ``infected`` set (``Brain.observe``). Learnt
+        before the next round picks: the reply is back within a millisecond, the source's next
+        probe a gap (at least 1/200 s x 2/3) later."""
+        hit = self.accepted(source, target, exploit)
+        self.victims.update((source[hit] * self.grid.slot_of.size + target[hit]).tolist())
+        self.seen_infected[target[hit]] = True
+
+    def pick(self, rounds: list[tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`_UniformTargets.pick`; a slot that passed over 8 addresses sends nothing."""
+        grid, rng = self.grid, self.rng
+        picked = []
+        for due, clock in rounds:
+            local = rng.random(due.size) < self.local_bias
+            target = np.full(due.size, -1, dtype=np.int64)
+            chosen = np.zeros(due.size, dtype=bool)
+            pending = np.arange(due.size)
+            for _ in range(_PICK_TRIES):
+                source, near = due[pending], local[pending]
+                home = grid.range_of[source]
+                size = grid.range_size[home]
+                local_index = self.local[source] % size
+                sequential_index = self.sequential[source] % grid.total
+                slot = np.where(near, grid.range_offset[home] + local_index, sequential_index)
+                self.local[source[near]] = (local_index[near] + 1) % size[near]
+                self.sequential[source[~near]] = (sequential_index[~near] + 1) % grid.total
+                host = grid.host_at[slot]
+                skip = slot == grid.slot_of[source]
+                known = np.flatnonzero(~skip & (host >= 0))
+                known = known[self.seen_infected[host[known]]]
+                if known.size:
+                    keys = (source[known] * grid.slot_of.size + host[known]).tolist()
+                    skip[known] = [key in self.victims for key in keys]
+                taken = pending[~skip]
+                target[taken], chosen[taken] = host[~skip], True
+                pending = pending[skip]
+                if not pending.size:
+                    break
+            exploit = rng.integers(0, self.exploits, due.size)
+            picked.append((due[chosen], clock[chosen], target[chosen], exploit[chosen]))
+            self.learn(due[chosen], target[chosen], exploit[chosen])
+        source = np.concatenate([p[0] for p in picked])
+        sent = np.concatenate([p[1] for p in picked])
+        order = np.argsort(sent, kind="stable")
+        return (source[order], sent[order], np.concatenate([p[2] for p in picked])[order],
+                np.concatenate([p[3] for p in picked])[order])
+
+
+_TARGETS: dict[str, type[_UniformTargets] | type[_SweepTargets]] = {
+    "classic": _UniformTargets, "local-preference": _SweepTargets}
+
+
+def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     """Run the outbreak; returns (end, stop reason, probes sent)."""
     spec, timing = simulation.spec, simulation.timing
     hosts = simulation.hosts
     count = len(hosts)
     config = next(iter(simulation.configs.values()))
     params = config.worm.params
+    profile = spec.worm.profile
     base_gap = 1.0 / float(params["rate"])
     jitter = float(params["jitter"])
     encoding = str(params["encoding"])
-    space = AddressSpace(config.cidrs)
-    total = space.total
-    firsts = np.array([first for first, _ in space.ranges], dtype=np.int64)
-    offsets = np.cumsum([0] + [count for _, count in space.ranges])[:-1]
-    addresses = np.fromiter((int(h.ip) for h in hosts), dtype=np.int64, count=count)
-    order = np.argsort(firsts, kind="stable")
-    in_range = order[np.searchsorted(firsts[order], addresses, side="right") - 1]
-    slot_of = offsets[in_range] + addresses - firsts[in_range]  # host -> its draw index
-    host_at = np.full(total, -1, dtype=np.int64)
-    host_at[slot_of] = np.arange(count)
+    grid = _AddressGrid(simulation, config.cidrs)
     table, exploits = _vulnerability_table(simulation)
     allowed, delays, class_of = _flow_tables(simulation, exploits)
     flat_delay = 2 * timing.link_one_way_s + 3 * timing.one_way(0)
@@ -189,7 +338,8 @@ def run_fast_classic(simulation: Simulation, truth: TruthLog) -> tuple[float, st
     next_probe = np.full(count, np.inf)
     generation = np.zeros(count, dtype=np.int64)
     susceptible = table.max(axis=1) == _VULNERABLE
-    patient_zero = [int(np.flatnonzero(addresses == int(simulation.topology.hosts[name].ip))[0])
+    patient_zero = [int(np.flatnonzero(grid.addresses ==
+                                       int(simulation.topology.hosts[name].ip))[0])
                     for name in simulation.patient_zero]
     crown = np.array([h.tier == Tier.CROWN_JEWEL for h in hosts])
     left = int(susceptible.sum()) - int(susceptible[patient_zero].sum())
@@ -199,12 +349,23 @@ def run_fast_classic(simulation: Simulation, truth: TruthLog) -> tuple[float, st
     stop_at: float | None = None
     reason = "time limit"
 
+    def accepted(source: np.ndarray, target: np.ndarray, exploit: np.ndarray) -> np.ndarray:
+        """Which probes reach a service that accepts their exploit (infected or already)."""
+        live = np.flatnonzero(target >= 0)
+        live = live[table[target[live], exploit[live]] == _VULNERABLE]
+        if allowed is not None and live.size:  # the policy drops some of them
+            live = live[allowed[class_of[source[live]], class_of[target[live]], exploit[live]]]
+        return live
+
+    targets = _TARGETS[profile](grid, rng, len(exploits), params, accepted)
+
     def wake(index: int, when: float, why: str, level: int) -> None:
         active[index] = True
         next_probe[index] = when
         generation[index] = level
+        targets.wake(index)
         truth.emit(simulation.names[index], "wake", when, generation=level,
-                   detail={"reason": why, "profile": "classic"})
+                   detail={"reason": why, "profile": profile})
 
     if wake_at <= end:
         for index in patient_zero:
@@ -216,37 +377,19 @@ def run_fast_classic(simulation: Simulation, truth: TruthLog) -> tuple[float, st
             due = np.flatnonzero(next_probe < slice_end)
             if due.size == 0:
                 break
-            sources, times = [], []
+            rounds = []  # each host at most once per round, in its own time order
             clock = next_probe[due]
             while due.size:
-                sources.append(due)
-                times.append(clock)
+                rounds.append((due, clock))
                 gaps = base_gap * (1.0 + jitter * (2.0 * rng.random(due.size) - 1.0))
                 clock = clock + gaps
                 keep = clock < slice_end
                 next_probe[due[~keep]] = clock[~keep]
                 due, clock = due[keep], clock[keep]
-            source = np.concatenate(sources)
-            sent = np.concatenate(times)
-            order = np.argsort(sent, kind="stable")
-            source, sent = source[order], sent[order]
+            source, sent, target, exploit = targets.pick(rounds)
             probes += source.size
-            slot = rng.integers(0, total, source.size)
-            own = slot_of[source]
-            for _ in range(_PICK_TRIES - 1):
-                again = slot == own
-                if not again.any():
-                    break
-                slot[again] = rng.integers(0, total, int(again.sum()))
-            aimed = slot != own
-            exploit = rng.integers(0, len(exploits), source.size)
-            target = host_at[slot]
-            live = aimed & (target >= 0)
-            code = np.zeros(source.size, dtype=np.int8)
-            code[live] = table[target[live], exploit[live]]
-            hit = np.flatnonzero((code == _VULNERABLE) & ~active[np.maximum(target, 0)])
-            if allowed is not None and hit.size:  # the policy drops some of them
-                hit = hit[allowed[class_of[source[hit]], class_of[target[hit]], exploit[hit]]]
+            hit = accepted(source, target, exploit)
+            hit = hit[~active[target[hit]]]
             for position in hit:  # few: new infections, in delivery order
                 victim = int(target[position])
                 if active[victim]:

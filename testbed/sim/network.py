@@ -95,6 +95,13 @@ class NetworkModel:
         """address -> host index (built on first use: the fast path never needs it)."""
         return {str(h.ip): i for i, h in enumerate(self.hosts)}
 
+    @cached_property
+    def _host_facts(self) -> tuple[list[str], list[str], list[bool]]:
+        """Per host index: its segment, its name, whether its firewall is open (read on every
+        flow; attribute lookups on ``Host`` cost more than the rest of a flow's bookkeeping)."""
+        return ([h.segment for h in self.hosts], [h.name for h in self.hosts],
+                [h.firewall.is_open for h in self.hosts])
+
     def segment_of(self, address: str) -> str | None:
         index = self.index_of.get(address)
         if index is not None:
@@ -145,22 +152,28 @@ class NetworkModel:
         for a flow that crosses no router (``routed`` False) to an address that is no router's
         and whose host (if any) has no firewall, once per source segment -- decide_flow reads
         nothing else of such a flow, so every one of them gets the same verdict."""
-        host = self.hosts[source]
-        key: tuple[object, ...] = (source, address, port, proto)
-        if not routed and address not in self.router_address:
-            target = self.index_of.get(address)
-            if target is None or self.hosts[target].firewall.is_open:
-                key = ("unrouted-open", host.segment, proto)
+        return self._allowed(source, self.index_of.get(address), address, port, proto, routed)
+
+    def _allowed(self, source: int, target: int | None, address: str, port: int, proto: str,
+                 routed: bool) -> bool:
+        """``allowed`` with the target's host index (None: no host) already looked up."""
+        key: tuple[object, ...]
+        if not routed and address not in self.router_address and (
+                target is None or self._host_facts[2][target]):
+            key = ("unrouted-open", self._host_facts[0][source], proto)
+        else:
+            key = (source, address, port, proto)
         base = self._verdicts.get(key)
         if base is None:
-            base = decide_flow(self.topology, host, address, port, proto).allowed
+            base = decide_flow(self.topology, self.hosts[source], address, port, proto).allowed
             if len(self._verdicts) >= _VERDICT_CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[key] = base
         state = self.state
         if not base or (not state.quarantined and not state.blocks):
             return base
-        return decide_flow(self.topology, host, address, port, proto, state).allowed
+        return decide_flow(self.topology, self.hosts[source], address, port, proto,
+                           state).allowed
 
     def _reach(self, source: Host, address: str, port: int, proto: str,
                segments: tuple[str, ...], routers: tuple[str, ...]) -> int:
@@ -245,33 +258,43 @@ class NetworkModel:
         ``payload``; the returned flow says how it ends for the initiator."""
         self.flows += 1
         timing = self.timing
-        host = self.hosts[source]
+        segment_of_host, name_of_host, _ = self._host_facts
         src_ip = self._address_text.get(source)
         if src_ip is None:
-            src_ip = self._address_text[source] = str(host.ip)
+            src_ip = self._address_text[source] = str(self.hosts[source].ip)
         sport = self.ephemeral_port(source)
         flow = Flow(source, src_ip, address, sport, port, proto, "timeout", now + timeout,
                     sent_at=now)
         target = self.index_of.get(address)
-        flow.target = -1 if target is None else target
-        destination_segment = (self.hosts[target].segment if target is not None
-                               else self.segment_of(address))
-        route = (None if destination_segment is None
-                 else self.path(host.segment, destination_segment))
+        if target is None:
+            destination_segment = self.segment_of(address)
+        else:
+            flow.target = target
+            destination_segment = segment_of_host[target]
+        route = None
+        if destination_segment is not None:
+            route_key = (segment_of_host[source], destination_segment)
+            route = self._paths.get(route_key)
+            if route is None and route_key not in self._paths:
+                route = self.path(*route_key)
         if route is None:
             flow.status, flow.at = "prohibited", now  # ENETUNREACH at connect(): no route
             return flow
         segments, routers = route
         flow.segments = segments
         flow.one_way = timing.one_way(len(routers))
-        cap = self.rate_caps.get(host.name) if self.rate_caps else None
-        allowed = self.allowed(source, address, port, proto, bool(routers)) and (
+        cap = self.rate_caps.get(name_of_host[source]) if self.rate_caps else None
+        allowed = self._allowed(source, target, address, port, proto, bool(routers)) and (
             cap is None or cap.delay(now) == 0.0)  # type: ignore[attr-defined]
-        reach = len(segments) if allowed else self._reach(host, address, port, proto,
-                                                          segments, routers)
+        reach = len(segments) if allowed else self._reach(self.hosts[source], address, port,
+                                                          proto, segments, routers)
+        quarantined = self.state.quarantined
         alive = target is not None and (
-            self.hosts[target].name not in self.state.quarantined)
-        sent, failed_hop = self._resolve_hops(flow, segments, routers, reach, alive, now)
+            not quarantined or name_of_host[target] not in quarantined)
+        if len(segments) == 1 and (src_ip, address) in self._neighbours:
+            sent, failed_hop = now, -1  # on link, neighbour known: _resolve_hops in short
+        else:
+            sent, failed_hop = self._resolve_hops(flow, segments, routers, reach, alive, now)
         sink = self.sink
         kind = "syn" if proto == "tcp" else "udp"
         l4 = "TCP" if proto == "tcp" else "UDP"
@@ -303,8 +326,11 @@ class NetworkModel:
         try:
             service = self._services[service_key]
         except KeyError:
-            service = next((s for s in self.hosts[target].services
-                            if s.port == port and s.proto == proto), None)
+            service = None
+            for listening in self.hosts[target].services:  # a loop: no generator per lookup
+                if listening.port == port and listening.proto == proto:
+                    service = listening
+                    break
             if len(self._services) >= _VERDICT_CACHE_LIMIT:
                 self._services.clear()
             self._services[service_key] = service

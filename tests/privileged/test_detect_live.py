@@ -156,7 +156,8 @@ detectors: [{{name: trw}}]
 """)
     scenario = load_scenario(scenario_file)
     state_dir = deployment.state_dir
-    paths = write_agent_configs(scenario, state_dir, seed=3, secret=b"s" * 32)
+    paths = write_agent_configs(scenario, state_dir, seed=3, secret=b"s" * 32,
+                                layout="per-host")  # started one per host, just below
     for host, path in paths.items():
         deployment.spawn(host, agent_command(path))
     assert control.wait_ready(state_dir, list(paths), timeout=30) == []

@@ -14,6 +14,7 @@ import pytest
 from testbed.backends import get_backend
 from testbed.backends.fabric import lifecycle
 from testbed.backends.ledger import Ledger, list_ledgers
+from testbed.backends.netns import NetnsRuntime
 from testbed.backends.preflight import CapacityError
 from testbed.cli.main import main
 from testbed.model import load_topology
@@ -46,7 +47,8 @@ def test_deploy_refuses_before_any_namespace_ledger_or_process(
     with pytest.raises(CapacityError) as caught:
         get_backend("netns").deploy(topology, "huge-run")
     message = str(caught.value)
-    assert f"needs about {HOSTS} hosts x 26 MiB" in message
+    per_host = NetnsRuntime().multiplexed_host_memory_mib  # the default agent layout's figure
+    assert f"needs about {HOSTS} hosts x {per_host:g} MiB" in message
     assert "netns holds at most ~" in message and "hint: use --backend sim" in message
     assert made == []
     assert list(state_dir.iterdir()) == [] and list_ledgers() == []

@@ -19,13 +19,21 @@ from testbed.agent.brain import (
     WormView,
     resolve_params,
 )
-from testbed.agent.config import ExploitSpec
+from testbed.agent.config import BenignTarget, ExploitSpec, UserJob
 from testbed.errors import AgentError
 
 SMB = ExploitSpec("MOCK-SMB-1", "smb", 445, "tcp")
 HTTP = ExploitSpec("MOCK-HTTP-1", "http", 80, "tcp")
 CIDRS = ("10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24")
 VIEW = WormView("10.0.1.10", "10.0.1.0/24", CIDRS, (SMB,), trusts=("10.0.2.5", "10.0.3.7"))
+
+# The same view with what the observation-driven profiles (recon, mimic, planner) read: its
+# host's users reach 40 file servers; its host's ARP table holds ten neighbours.
+USERS = (UserJob(60.0, tuple(BenignTarget(f"10.0.2.{n}", 445, "tcp", "smb")
+                             for n in range(1, 41))),)
+OBSERVED_VIEW = WormView(VIEW.address, VIEW.segment_cidr, CIDRS, VIEW.arsenal, VIEW.trusts,
+                         users=USERS)
+NEIGHBOURS = tuple(f"10.0.1.{n}" for n in range(20, 30))
 
 Environment = Callable[[Probe, float], str]
 
@@ -60,7 +68,9 @@ def test_same_seed_same_decisions_different_seed_differs(profile: str) -> None:
                 "infected")[last % 6]
 
     def run(seed: int) -> list[tuple[float, str, int, str, str]]:
-        brain = Brain(VIEW, profile, {}, seed=seed, start=0.0)
+        brain = Brain(OBSERVED_VIEW, profile, {}, seed=seed, start=0.0)
+        for address in NEIGHBOURS:
+            brain.see_neighbour(address)
         return [(t, p.target, p.port, p.tactic, p.encoding)
                 for t, p, _ in simulate(brain, environment, 120.0)]
 

@@ -215,3 +215,64 @@ def test_worm_agent_steers_every_active_brain() -> None:
     assert {w.brain._choose_tactic() for w in worms.values()} == {"sequential"}
     env.step({"defender": np.zeros(hosts, np.int64), "worm": 0})  # back to the profile's choice
     assert all("_choose_tactic" not in w.brain.__dict__ for w in worms.values())
+
+
+def test_patient_zero_is_drawn_among_the_given_hosts_reproducibly() -> None:
+    from testbed.gym.env import plausible_patient_zeros, split_patient_zeros
+
+    scenario = load_scenario(SCENARIO)
+    candidates = plausible_patient_zeros(scenario.topology)
+    training, held_out = split_patient_zeros(candidates)
+    assert "lobby-printer" in candidates and "finance-db" not in candidates
+    assert held_out and not set(training) & set(held_out)
+    assert set(training) | set(held_out) == set(candidates)
+    env = make(patient_zeros=training)
+    drawn = []
+    for seed in range(12):
+        env.reset(seed=seed)
+        drawn.append(env.patient_zero)
+        assert env.run is not None and env.run.simulation.patient_zero == list(env.patient_zero)
+    assert {z for (z,) in drawn} <= set(training) and len(set(drawn)) > 3
+    again, replayed = make(patient_zeros=training), []
+    for seed in range(12):
+        again.reset(seed=seed)
+        replayed.append(again.patient_zero)
+    assert replayed == drawn
+    env.reset(options={"patient_zero": held_out[0], "sim_seed": 1})
+    assert env.patient_zero == (held_out[0],)
+
+
+def test_unknown_patient_zero_is_refused() -> None:
+    from testbed.errors import InputError
+
+    with pytest.raises(InputError, match="not a host"):
+        make(patient_zeros=["no-such-host"])
+
+
+def test_per_host_policy_file_applies_one_network_to_every_host(tmp_path: Path) -> None:
+    env = make()
+    observation, _ = env.reset(seed=0)
+    columns, hosts = env.layout.columns, env.layout.hosts
+    rng = np.random.default_rng(1)
+    w0, b0 = rng.normal(size=(6, 2 * len(columns))), rng.normal(size=6)
+    w1, b1 = rng.normal(size=(len(ACTIONS), 6)), rng.normal(size=len(ACTIONS))
+    path = save_mlp(tmp_path / "shared.npz", [(w0, b0), (w1, b1)],
+                    {"hosts": hosts, "columns": columns, "architecture": "per-host"})
+    policy = MlpPolicy.load(path)
+    policy.check(hosts, columns)
+    rows = observation["observation"].reshape(len(hosts), -1).astype(np.float64)
+    context = rows.mean(axis=0)
+    for host in (0, 5, len(hosts) - 1):
+        expected = w1 @ np.tanh(w0 @ np.concatenate((rows[host], context)) + b0) + b1
+        assert np.allclose(policy.logits(observation["observation"])[host], expected)
+
+
+def test_stop_when_replaces_the_scenarios_stop_rules() -> None:
+    """Default: the episode stops once containment held for the grace period; with
+    ``stop_when=()`` the same episode runs to its duration."""
+    scenario_rules = make(duration_s=30.0)
+    _, _, infos = episode(scenario_rules, 3, RulePolicy(scenario_rules.layout.columns, ["any"]))
+    assert infos[-1].get("stop_reason") == "contained" and len(infos) < 30
+    to_duration = make(duration_s=30.0, stop_when=())
+    _, _, infos = episode(to_duration, 3, RulePolicy(to_duration.layout.columns, ["any"]))
+    assert "stop_reason" not in infos[-1] and len(infos) == 30

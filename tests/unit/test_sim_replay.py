@@ -28,6 +28,11 @@ from testbed.sim.timing import load_timing
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDED = REPO / "tests" / "data" / "recorded" / "basement-launchpad-seed42"
+REENACTED = REPO / "tests" / "data" / "recorded" / "basement-launchpad-seed42-tactics"
+"""The same flagship run recorded on netns with the current brain (the adaptive learner over
+every tactic, issue 13): ``testbed run scenarios/basement-launchpad.yaml --backend netns
+--seed 42``. The whole-run re-enactment needs the brain that made the recording; the probe-outcome
+replay above only needs the wire, so it keeps the older recording."""
 CONNECT_TIMEOUT = 2.0  # WormConfig.connect_timeout_s of that run
 
 
@@ -97,9 +102,9 @@ def test_recorded_flagship_run_is_reenacted(tmp_path: Path) -> None:
     """The same scenario and seed as the recorded netns run: the same Brain seeds and benign
     seeds give the same outbreak -- hosts infected and quarantined in the same order, every
     benign request to the same target with the same outcome, at nearby virtual times."""
-    manifest = json.loads((RECORDED / "manifest.json").read_text())
+    manifest = json.loads((REENACTED / "manifest.json").read_text())
     t0 = manifest["t0_mono"]
-    with gzip.open(RECORDED / "events.jsonl.gz", "rt") as stream:
+    with gzip.open(REENACTED / "events.jsonl.gz", "rt") as stream:
         recorded = [json.loads(line) for line in stream]
     _, run_dir = run_simulation(load_scenario(REPO / "scenarios" / "basement-launchpad.yaml"),
                                 seed=manifest["seed"], out_dir=tmp_path / "sim")
@@ -122,7 +127,7 @@ def test_recorded_flagship_run_is_reenacted(tmp_path: Path) -> None:
         return [json.loads(line)["target"] for line in path.read_text().splitlines()
                 if line.strip()]
 
-    assert quarantined(run_dir / "actions.jsonl") == quarantined(RECORDED / "actions.jsonl")
+    assert quarantined(run_dir / "actions.jsonl") == quarantined(REENACTED / "actions.jsonl")
 
 
 # What the sensor made of a netns run's capture (``events_from_pcap`` on the devices segment's

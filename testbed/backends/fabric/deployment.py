@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from testbed.backends.base import ActionTiming, Deployment, Progress
+from testbed.backends.fabric.agents import AgentLayout, read_agent_layout
 from testbed.backends.fabric.containment import FabricContainment, suggest
 from testbed.backends.fabric.lifecycle import deferred_interrupts, destroy_run
 from testbed.backends.fabric.plan import NodePlan, WiringPlan
 from testbed.backends.fabric.ruleset import EGRESS_COUNTER
-from testbed.backends.fabric.runtime import NodeRuntime
+from testbed.backends.fabric.runtime import NodeCommand, NodeRuntime
 from testbed.backends.fabric.wiring import parallel
 from testbed.backends.ledger import Ledger, run_lock
 from testbed.errors import BackendError, ToolMissingError
@@ -144,7 +145,26 @@ class FabricDeployment(Deployment):
         ``env`` adds to the program's environment."""
         if not argv:
             raise BackendError("empty command")
-        command = self.runtime.command(self._node(host), argv, env=env)
+        return self._launch(self.runtime.command(self._node(host), argv, env=env), stdout, stderr)
+
+    # ---- multiplexed agents ----------------------------------------------------------------
+    @property
+    def agent_layout(self) -> AgentLayout:
+        """How this run's agents run (recorded at deploy time, after the pre-flight counted it):
+        one process per host, or groups of hosts per process."""
+        return read_agent_layout(self.state_dir)
+
+    def spawn_agent_group(self, group_config: Path, *, stdout: int | None = subprocess.DEVNULL,
+                          stderr: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        """Start a multiplexed agent process (``python -m testbed.agent --group PATH``) in the
+        run's fabric namespace, which has no address: it sends only through sockets it makes
+        inside its hosts' namespaces. Teardown ends it with the run's other processes."""
+        argv = [self.runtime.python, "-m", AGENT_MODULE, "--group", str(group_config)]
+        return self._launch(self.runtime.group_command(self.netns_path(FABRIC), argv),
+                            stdout, stderr)
+
+    def _launch(self, command: NodeCommand, stdout: int | None, stderr: int | None
+                ) -> subprocess.Popen[bytes]:
         try:
             process = subprocess.Popen(command.argv, env=command.env, stdin=subprocess.DEVNULL,
                                        stdout=stdout, stderr=stderr, start_new_session=True)

@@ -25,12 +25,32 @@ from types import FrameType
 from typing import Any
 
 from testbed.backends.base import Progress
+from testbed.backends.fabric.agents import (
+    AgentLayout,
+    host_descriptors,
+    plan_agent_layout,
+    write_agent_layout,
+)
 from testbed.backends.fabric.containment import CONTAINMENT_FILE, write_containment
-from testbed.backends.fabric.plan import NodePlan, WiringPlan, new_prefix
+from testbed.backends.fabric.plan import (
+    NodePlan,
+    WiringPlan,
+    neighbour_entries,
+    new_prefix,
+    segment_nodes,
+)
 from testbed.backends.fabric.runtime import DeployContext, NodeRuntime
 from testbed.backends.fabric.wiring import FABRIC_SYSCTLS, parallel, wire
 from testbed.backends.ledger import Ledger, check_run_name, list_ledgers
-from testbed.backends.preflight import check_capacity
+from testbed.backends.preflight import (
+    NFT_OBJECT_KIB,
+    check_deployment,
+    descriptor_limit,
+    estimate_capacity,
+    estimate_descriptors,
+    estimate_neighbours,
+    nft_objects,
+)
 from testbed.errors import BackendError, TestbedError, ToolMissingError
 from testbed.kernel import (
     NETNS_RUN_DIR,
@@ -51,6 +71,7 @@ __all__ = [
     "deploy_run",
     "destroy_run",
     "load_ledger_topology",
+    "preflight",
     "remove_namespaces",
     "require_bridge_netfilter",
     "store_ledger_topology",
@@ -58,6 +79,7 @@ __all__ = [
 ]
 
 TOPOLOGY_COPY = "topology.yaml"
+PER_HOST_PROCESS_FILES = 8  # an agent process of its own: stdio, its loop, its modules
 TOPOLOGY_PICKLE = "topology.pickle"
 
 
@@ -140,6 +162,50 @@ def load_ledger_topology(ledger: Ledger) -> Topology:
 
 
 # ---- deploy ----------------------------------------------------------------------------------
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
+def _max_agent_processes() -> int:
+    return max(4, 2 * _cpus())
+
+
+def preflight(runtime: NodeRuntime, topology: Topology, *,
+              agents: bool = True) -> AgentLayout | None:
+    """Whether this machine holds the run: memory, the agents' open files, neighbour entries
+    (``testbed.backends.preflight``); ``CapacityError`` naming every limit exceeded, before
+    anything is recorded or made. Returns how the agents will run (None without agents)."""
+    nft_mib = nft_objects(topology) * NFT_OBJECT_KIB / 1024
+    sizes = segment_nodes(topology)
+    neighbours = estimate_neighbours(neighbour_entries(sizes.values()),
+                                     max(sizes.values(), default=0))
+    if not agents:
+        check_deployment(estimate_capacity(
+            topology, runtime.name, host_memory_mib=runtime.node_memory_mib, memory_of="node",
+            fixed_mib=nft_mib, fixed_detail="nftables objects"), None, neighbours)
+        return None
+    layout = plan_agent_layout(topology, runtime.agent_layout(),
+                               dict.fromkeys(topology.hosts, ""), cpus=_cpus(),
+                               descriptor_limit=descriptor_limit(),
+                               max_processes=_max_agent_processes())
+    if layout.multiplexed:
+        processes = layout.processes(len(topology.hosts))
+        memory = estimate_capacity(
+            topology, runtime.name, host_memory_mib=runtime.multiplexed_host_memory_mib,
+            fixed_mib=processes * runtime.agent_process_memory_mib + nft_mib,
+            fixed_detail=f"{processes} multiplexed agent process(es) x "
+                         f"{runtime.agent_process_memory_mib:g} MiB and nftables objects")
+        per_process = list(layout.descriptors)
+    else:
+        memory = estimate_capacity(topology, runtime.name,
+                                   host_memory_mib=runtime.host_memory_mib)
+        per_process = [host_descriptors(host) + PER_HOST_PROCESS_FILES
+                       for host in topology.hosts.values()]
+    check_deployment(memory, estimate_descriptors(len(topology.hosts), per_process), neighbours)
+    return layout
+
+
 def _make_nodes(runtime: NodeRuntime, context: DeployContext,
                 progress: Progress | None) -> dict[str, str]:
     paths: dict[str, str] = {}
@@ -163,11 +229,7 @@ def deploy_run(runtime: NodeRuntime, topology: Topology, run_name: str, *,
     First of all, whether the machine can hold the topology (``CapacityError`` otherwise),
     counting each host's agent when ``agents``: before privileges, tools, ledger or any
     namespace."""
-    if agents:
-        check_capacity(topology, runtime.name, host_memory_mib=runtime.host_memory_mib)
-    else:
-        check_capacity(topology, runtime.name, host_memory_mib=runtime.node_memory_mib,
-                       memory_of="node")
+    layout = preflight(runtime, topology, agents=agents)
     require_root()
     load_libnftables()
     check_run_name(run_name)
@@ -185,6 +247,9 @@ def deploy_run(runtime: NodeRuntime, topology: Topology, run_name: str, *,
         if raised is not None:  # a host-wide limit, kept afterwards: recorded, not undone
             ledger.objects["raised_neighbour_limits_from"] = raised
         ledger.save()
+        if layout is not None:  # the runner starts agents as the pre-flight counted them
+            write_agent_layout(ledger.directory, layout.with_namespaces(
+                {name: named_netns_path(node.netns) for name, node in plan.nodes.items()}))
         fabric = create_named_netns(plan.fabric_netns, FABRIC_SYSCTLS)
         context = DeployContext(topology, plan, run_name, ledger.directory)
         node_paths = _make_nodes(runtime, context, progress)

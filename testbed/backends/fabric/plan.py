@@ -21,12 +21,14 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from testbed.model.topology import Topology
 
-__all__ = ["BridgePlan", "LinkPlan", "NodePlan", "WiringPlan", "new_prefix"]
+__all__ = ["BridgePlan", "LinkPlan", "NodePlan", "WiringPlan", "neighbour_entries", "new_prefix",
+           "segment_nodes"]
 
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 IFNAMSIZ = 15
@@ -132,7 +134,7 @@ class WiringPlan:
         for node in self.nodes.values():
             for link in node.links:
                 per_segment[link.segment] = per_segment.get(link.segment, 0) + 1
-        return sum(n * (n - 1) + n * scan_margin for n in per_segment.values())
+        return neighbour_entries(per_segment.values(), scan_margin)
 
     def bridge_of_segment(self) -> dict[str, str]:
         return {segment: bridge.name for segment, bridge in self.bridges.items()}
@@ -163,6 +165,23 @@ class WiringPlan:
                                 tuple((dst, gw) for dst, gw in node["routes"]))
                  for name, node in data["nodes"].items()}
         return cls(data["prefix"], data["fabric_netns"], data["table"], bridges, nodes)
+
+
+def segment_nodes(topology: Topology) -> dict[str, int]:
+    """Nodes (hosts and router interfaces) on each segment: what the plan links to each bridge."""
+    counts = dict.fromkeys(topology.segments, 0)
+    for host in topology.hosts.values():
+        counts[host.segment] += 1
+    for router in topology.routers.values():
+        for segment in router.interfaces:
+            counts[segment] += 1
+    return counts
+
+
+def neighbour_entries(segment_sizes: Iterable[int], scan_margin: int = 64) -> int:
+    """The worst case of ARP entries for segments of these sizes (see
+    ``WiringPlan.neighbour_entries_needed``)."""
+    return sum(n * (n - 1) + n * scan_margin for n in segment_sizes)
 
 
 def _with_prefix(address: ipaddress.IPv4Address, topology: Topology, segment: str) -> str:

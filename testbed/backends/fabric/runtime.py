@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from testbed.backends.base import Progress, RunInfo
+from testbed.backends.fabric.agents import PER_HOST
 from testbed.backends.fabric.plan import NodePlan, WiringPlan
 from testbed.backends.ledger import Ledger
+from testbed.errors import BackendError
 from testbed.model.topology import Topology
 
 __all__ = ["DeployContext", "NodeCommand", "NodeRuntime"]
@@ -60,6 +62,23 @@ class NodeRuntime(ABC):
     its node; the pre-flight (``testbed.backends.preflight``) multiplies it by the hosts."""
     node_memory_mib: float = 1.0
     """Memory one host costs without an agent (``testbed up``): its namespace, links, rules."""
+    multiplexed_host_memory_mib: float = 1.5
+    """Memory one host costs when its agent shares a multiplexed process: its node, and its
+    agent's objects, sockets and buffers on the group's loop. Measured (``benchmarks/scale.py``):
+    0.03-0.3 MiB resident per host in the agents, 0.2-0.25 MiB of kernel memory per namespace;
+    the rest is margin for connections, socket buffers and neighbour entries under load."""
+    agent_process_memory_mib: float = 30.0
+    """Memory of one multiplexed agent process before any host (the interpreter, modules)."""
+
+    def agent_layout(self) -> str:
+        """How this runtime runs agents (``testbed.backends.fabric.agents``): one per node,
+        unless the runtime can run many hosts' agents in one process."""
+        return PER_HOST
+
+    def group_command(self, fabric_netns: str, argv: Sequence[str]) -> NodeCommand:
+        """The command line that runs a multiplexed agent process in the run's fabric namespace
+        (``fabric_netns``: its path)."""
+        raise BackendError(f"the {self.name} backend runs one agent per node")
 
     def preflight(self, topology: Topology) -> None:  # noqa: B027 - optional hook
         """Check what this runtime needs before anything is recorded (tools, engine, images)."""

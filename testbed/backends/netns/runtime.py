@@ -1,7 +1,9 @@
 """The netns node runtime: a node is a bare named network namespace.
 
 Owns: making a node's namespace (``/run/netns/<prefix>-<node>``, with its sysctls) and the
-``nsenter`` command lines that run programs in it. Host programs share the machine's file system
+``nsenter`` command lines that run programs in it (and multiplexed agent processes in the run's
+fabric namespace: agents are multiplexed here by default, ``TESTBED_AGENTS=per-host`` starts one
+process per host instead). Host programs share the machine's file system
 and process table; only the network is the node's. Processes in a node are found and killed
 through the namespace, which the fabric removes; there is nothing else to remove.
 """
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from testbed.backends.base import Progress
+from testbed.backends.fabric.agents import MULTIPLEXED, requested_layout
 from testbed.backends.fabric.plan import NodePlan
 from testbed.backends.fabric.runtime import DeployContext, NodeCommand, NodeRuntime
 from testbed.backends.fabric.wiring import node_sysctls
@@ -38,6 +41,14 @@ class NetnsRuntime(NodeRuntime):
         if shutil.which(NSENTER) is None:
             raise ToolMissingError("nsenter is not installed",
                                    stderr="hint: apt-get install util-linux")
+
+    def agent_layout(self) -> str:
+        """Multiplexed (a few processes serve every host, each host's sockets made inside its
+        namespace) unless ``TESTBED_AGENTS=per-host``."""
+        return requested_layout(MULTIPLEXED)
+
+    def group_command(self, fabric_netns: str, argv: Sequence[str]) -> NodeCommand:
+        return NodeCommand([NSENTER, f"--net={fabric_netns}", "--", *argv])
 
     def make_node(self, node: NodePlan, context: DeployContext) -> str:
         return create_named_netns(node.netns, node_sysctls(node.kind))
