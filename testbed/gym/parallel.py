@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from testbed.agent.brain import Brain
+from testbed.agent.brain import TACTIC_ARMS, Brain
 from testbed.gym.env import DefendEnv
 from testbed.model.load_scenario import Scenario
 
@@ -31,7 +31,7 @@ WORM_TACTICS: dict[str, tuple[str, ...]] = {
     "local-preference": ("local", "sequential"),
     "hitlist": ("hitlist", "uniform", "sequential", "local"),
     "stealth": ("hitlist", "local"),
-    "adaptive": ("uniform", "sequential", "local", "hitlist"),
+    "adaptive": TACTIC_ARMS,  # every arm its bandit has, the observing tactics included
 }
 """Per profile, the tactics the worm agent may force (besides 0: the profile's own choice)."""
 _WORM_FEATURES = 3

@@ -5,16 +5,15 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
+from profile_support import simulate
 
 from testbed.agent.brain import (
     PROFILE_PARAMETERS,
     TACTIC_ARMS,
     AddressSpace,
     Brain,
-    Observation,
     Probe,
     WormView,
     resolve_params,
@@ -35,21 +34,6 @@ OBSERVED_VIEW = WormView(VIEW.address, VIEW.segment_cidr, CIDRS, VIEW.arsenal, V
                          users=USERS)
 NEIGHBOURS = tuple(f"10.0.1.{n}" for n in range(20, 30))
 
-Environment = Callable[[Probe, float], str]
-
-
-def simulate(brain: Brain, environment: Environment, until: float, *, start: float = 0.0
-             ) -> list[tuple[float, Probe, str]]:
-    """Drive the brain as the runtime does: plan, answer each probe at once, feed it back."""
-    now, log = start, []
-    while now < until:
-        plan = brain.plan(now)
-        for probe in plan.probes:
-            outcome = environment(probe, now)
-            log.append((now, probe, outcome))
-            brain.observe(Observation(probe, outcome, now))
-        now = max(plan.wake_at, now + 1e-6)
-    return log
 
 
 def dead_network(probe: Probe, now: float) -> str:
