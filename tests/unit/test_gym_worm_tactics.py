@@ -1,5 +1,6 @@
 """The PettingZoo worm agent on an adaptive worm: it may force every arm of the adaptive bandit
-(the observing tactics recon, mimic and planned included), and a forced tactic is what it reports."""
+(the observing tactics recon, mimic and planned included), and a forced tactic is what it
+reports."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 pytest.importorskip("pettingzoo")
 
-import testbed.gym  # noqa: E402
-from testbed.agent.brain import TACTIC_ARMS  # noqa: E402
+import testbed.gym
+from testbed.agent.brain import TACTIC_ARMS
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGSHIP = REPO / "scenarios" / "basement-launchpad.yaml"  # its worm is adaptive
