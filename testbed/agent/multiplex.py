@@ -20,6 +20,7 @@ send from there reaches anything, and teardown finds and ends it with the run's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ctypes
 import ctypes.util
@@ -31,7 +32,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "GroupMember",
     "NamespacedEventLoop",
     "dump_group",
+    "inside_namespace",
     "load_group",
     "run_group",
     "write_group",
@@ -76,18 +78,25 @@ def _setns(descriptor: int) -> None:
         raise OSError(code, f"setns: {os.strerror(code)}")
 
 
-def _socket_in(namespace: int, home: int, kind: int) -> socket.socket:
-    """An IPv4 socket made inside ``namespace`` (a socket keeps its namespace for life); the
-    calling thread is back in ``home`` when this returns or raises."""
+@contextlib.contextmanager
+def inside_namespace(namespace: int, home: int) -> Iterator[None]:
+    """The calling thread inside the network namespace ``namespace`` (an open descriptor) for
+    the block, and back in ``home`` when it ends or raises (``NamespaceEscape`` if it cannot)."""
     _setns(namespace)
     try:
-        return socket.socket(socket.AF_INET, kind)
+        yield
     finally:
         try:
             _setns(home)
         except OSError as err:
             raise NamespaceEscape(f"cannot return to the agent process's namespace: {err}"
                                   ) from None
+
+
+def _socket_in(namespace: int, home: int, kind: int) -> socket.socket:
+    """An IPv4 socket made inside ``namespace`` (a socket keeps its namespace for life)."""
+    with inside_namespace(namespace, home):
+        return socket.socket(socket.AF_INET, kind)
 
 
 class NamespacedEventLoop(asyncio.SelectorEventLoop):

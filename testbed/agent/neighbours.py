@@ -70,15 +70,8 @@ def _read_in_namespace(namespace: int) -> tuple[str | None, str | None]:
     enters it, reads, and returns home before anything else runs on it."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        multiplex._setns(namespace)
-        try:
+        with multiplex.inside_namespace(namespace, home):
             return _read(_THREAD_NET / "arp"), _read(_THREAD_NET / "route")
-        finally:
-            try:
-                multiplex._setns(home)
-            except OSError as err:
-                raise multiplex.NamespaceEscape(
-                    f"cannot return to the agent process's namespace: {err}") from None
     finally:
         os.close(home)
 

@@ -508,7 +508,7 @@ class Simulation:
         other's table (the receiver learns the sender from its request). Router interfaces are
         gateways, left out on netns too, so only on-link host-to-host flows count."""
         if not self._reads_neighbours or flow.target < 0 or len(flow.segments) != 1 or \
-                (flow.src_ip, flow.dst_ip) not in self.network._neighbours:
+                not self.network.resolved(flow.src_ip, flow.dst_ip):
             return
         may_wake = self._may_wake
         for host, address in ((flow.src, flow.dst_ip), (flow.target, flow.src_ip)):

@@ -201,6 +201,11 @@ class NetworkModel:
         return len(segments)  # reached the destination: its host firewall (or router) drops it
 
     # ---- the exchange ----------------------------------------------------------------------
+    def resolved(self, sender: str, receiver: str) -> bool:
+        """Whether ``sender`` holds ``receiver`` in its neighbour table (an ARP exchange
+        between them succeeded, either way round)."""
+        return (sender, receiver) in self._neighbours
+
     def _failed_resolution(self, sender: str, receiver: str, segment: str, t: float) -> float:
         """A neighbour that does not answer: when the sender's kernel gives up. A resolution
         already under way (an earlier packet to the same address) is joined, not restarted:

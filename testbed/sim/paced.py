@@ -19,7 +19,6 @@ pacing and ``wall`` fields.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -39,7 +38,7 @@ from testbed.runner.outputs import (
 )
 from testbed.sim.engine import SimDeployment, Simulation
 from testbed.sim.pacing import PacedClock, PendingRequest, pending_requests, start_pace
-from testbed.sim.run import SimulatedRun, complete_run_directory, default_sim_dir, sim_manifest
+from testbed.sim.run import SimulatedRun, claim_run_directory, complete_run_directory, sim_manifest
 from testbed.sim.timing import Timing, load_timing
 
 __all__ = ["PACE_STEP_S", "simulate_paced"]
@@ -146,12 +145,7 @@ def simulate_paced(scenario: Scenario, seed: int | None = None, out_dir: Path | 
     seed = spec.seed if seed is None else seed
     duration = float(spec.duration_s if duration is None else duration)
     timing = timing or load_timing()
-    run_dir = Path(out_dir) if out_dir is not None else default_sim_dir(scenario, seed)
-    if (run_dir / "results.json").exists():
-        raise RunError(f"{run_dir} already holds a run's results; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"{scenario.name}/{seed}/paced".encode()).hexdigest()[:6]
-    run_name = f"{scenario.name[:20].rstrip('-')}-{digest}"
+    run_dir, run_name, _ = claim_run_directory(scenario, seed, out_dir, mode="paced")
     state_dir = _claim_state_dir(run_name)
     wall_base = time.time()
     started = time.perf_counter()

@@ -25,8 +25,8 @@ from testbed.sim.bindings import Manifest, load_run_records, score, write_report
 from testbed.sim.engine import SimOutcome, Simulation
 from testbed.sim.timing import Timing, load_timing
 
-__all__ = ["SimulatedRun", "complete_run_directory", "manifest_path_text", "run_simulation",
-           "sim_manifest", "simulate"]
+__all__ = ["SimulatedRun", "claim_run_directory", "complete_run_directory", "manifest_path_text",
+           "run_simulation", "sim_manifest", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,21 @@ def default_sim_dir(scenario: Scenario, seed: int) -> Path:
     return Path("runs") / f"{scenario.name}-sim-seed{seed}"
 
 
+def claim_run_directory(scenario: Scenario, seed: int, out_dir: Path | None, *,
+                        mode: str = "") -> tuple[Path, str, bool]:
+    """The run directory (``RunError`` when it already holds results), made if missing; the
+    run's name (the scenario's, with a digest of scenario, seed and ``mode``); and whether this
+    call created the directory."""
+    run_dir = Path(out_dir) if out_dir is not None else default_sim_dir(scenario, seed)
+    if (run_dir / "results.json").exists():
+        raise RunError(f"{run_dir} already holds a run's results; choose another --out")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{scenario.name}/{seed}" + (f"/{mode}" if mode else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:6]
+    return run_dir, f"{scenario.name[:20].rstrip('-')}-{digest}", created
+
+
 def simulate(scenario: Scenario, seed: int | None = None, out_dir: Path | None = None,
              duration: float | None = None, *, timing: Timing | None = None,
              record_probes: bool | None = None, fast_path: bool | None = None) -> SimulatedRun:
@@ -112,13 +127,7 @@ def simulate(scenario: Scenario, seed: int | None = None, out_dir: Path | None =
     seed = spec.seed if seed is None else seed
     duration = float(spec.duration_s if duration is None else duration)
     timing = timing or load_timing()
-    run_dir = Path(out_dir) if out_dir is not None else default_sim_dir(scenario, seed)
-    if (run_dir / "results.json").exists():
-        raise RunError(f"{run_dir} already holds a run's results; choose another --out")
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"{scenario.name}/{seed}".encode()).hexdigest()[:6]
-    run_name = f"{scenario.name[:20].rstrip('-')}-{digest}"
+    run_dir, run_name, created = claim_run_directory(scenario, seed, out_dir)
     wall_base = time.time()
     started = time.perf_counter()
     try:

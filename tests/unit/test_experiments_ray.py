@@ -7,23 +7,19 @@ fails here instead of skipping.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-if os.environ.get("CI", "").lower() == "true":
-    import ray  # noqa: F401 -- CI must have Ray: no skip there
-else:
-    pytest.importorskip("ray")
-
 import experiments_support
+import pytest
 from experiments_support import FailingSource, small_bench
+from extras_support import require_extra
 
 from testbed.bench import leaderboard, load_bench
 from testbed.experiments import LocalEngine, RayEngine, bench_matrix, run_experiment
 from testbed.experiments.engines import EMULATION_RESOURCE, can_emulate
+
+require_extra("ray")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extras_support import require_extra
 
-gymnasium = pytest.importorskip("gymnasium")
-pytest.importorskip("pettingzoo")
+gymnasium = require_extra("gymnasium")
+require_extra("pettingzoo")
 
 import testbed.gym  # noqa: E402  (registers testbed/Defend-v0)
 from testbed.gym.env import DefendEnv  # noqa: E402
@@ -183,7 +184,7 @@ def test_parallel_env_passes_parallel_api_test() -> None:
 
 
 def test_register_rllib_registers_the_env() -> None:
-    pytest.importorskip("ray")
+    require_extra("ray")
     from ray.tune.registry import ENV_CREATOR, _global_registry
 
     name = testbed.gym.register_rllib("testbed-defend-test")

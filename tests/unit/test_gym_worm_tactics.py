@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("pettingzoo")
+from extras_support import require_extra
 
 import testbed.gym
 from testbed.agent.brain import TACTIC_ARMS
+
+require_extra("pettingzoo")
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGSHIP = REPO / "scenarios" / "basement-launchpad.yaml"  # its worm is adaptive

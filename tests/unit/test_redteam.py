@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extras_support import require_extra
 
 from testbed.cli.main import main
 from testbed.errors import RegistryError
 
-pytest.importorskip("optuna")
+require_extra("optuna")
 
 ROOT = Path(__file__).resolve().parents[2]
 SMB_FLAT = ROOT / "scenarios" / "smb-flat.yaml"
