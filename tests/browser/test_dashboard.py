@@ -130,7 +130,9 @@ def test_defender_quarantines_a_host_from_the_page_of_a_live_exercise(
     assert not browser.find_element(By.ID, "other-view").is_displayed()
 
     # Select the host, click quarantine: the action is logged like `testbed quarantine`.
-    tiles[TARGET].click()
+    # The page redraws tiles and the action log as events arrive, so an element found a moment
+    # ago may be gone: every read below looks it up again, inside a wait that retries.
+    wait_until(lambda: _host_tiles(browser)[TARGET].click() is None, 10, "a click on the host")
     button = browser.find_element(By.ID, "act-quarantine")
     wait_until(button.is_enabled, 10, "the quarantine button to be enabled")
     button.click()
@@ -141,8 +143,9 @@ def test_defender_quarantines_a_host_from_the_page_of_a_live_exercise(
     # ... and it comes back to the page, pushed
     wait_until(lambda: "quarantined" in (_host_tiles(browser)[TARGET].get_attribute("class")
                                          or ""), 10, "the host shown as quarantined")
-    rows = browser.find_elements(By.CSS_SELECTOR, f'#action-log tr[data-target="{TARGET}"]')
-    assert rows and "quarantine" in rows[0].text
+    wait_until(lambda: "quarantine" in browser.find_elements(
+        By.CSS_SELECTOR, f'#action-log tr[data-target="{TARGET}"]')[0].text, 10,
+        "the quarantine in the action log")
     assert browser.find_elements(By.CSS_SELECTOR, "#topology .host.infected") == []
     fetched = browser.execute_script(
         "return performance.getEntriesByType('resource').map((entry) => entry.name)")
