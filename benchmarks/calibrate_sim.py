@@ -1,8 +1,8 @@
 """Calibrate the simulator's timing model on the netns backend (issue 11: measured, not guessed).
 
-Run (root): ``python benchmarks/calibrate_sim.py [--samples 50] [--write]``. Deploys a tiny
-topology of its own (two segments joined by one router: a client, a listener next to it, a
-listener behind the router), measures from inside the client's namespace
+Run (root): ``python benchmarks/calibrate_sim.py [--samples 50] [--write [--only KEYS]]``.
+Deploys a tiny topology of its own (two segments joined by one router: a client, a listener next
+to it, a listener behind the router), measures from inside the client's namespace
 - the connect round trip on one segment and across the router (-> ``link_one_way_s``,
   ``router_hop_s``),
 - the time to ECONNREFUSED from a closed port (the RST round trip, a check of the above),
@@ -12,6 +12,8 @@ listener behind the router), measures from inside the client's namespace
 - the backend's containment enforcement times (quarantine, block, rate limit),
 - a mock service's exploit handling time (``service_s``, in process: the infection gate and the
   reply, without the socket),
+- the agent's wake lateness (``wake_delay_s``, in process: the loop's lateness at the moment the
+  wake file names),
 and prints them next to the values in ``testbed/sim/timing.yaml``; ``--write`` rewrites that file.
 Packets go only between the namespaces this script creates.
 """
@@ -32,7 +34,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testbed.agent.runtime import CONTROL_POLL_S
 from testbed.model.load_topology import load_topology
 from testbed.sim.timing import DEFAULT_TIMING_PATH, load_timing
 
@@ -131,6 +132,28 @@ def service_time(samples: int) -> float:
     return _median(timings)
 
 
+def wake_delay(samples: int) -> float:
+    """Median lateness of the agent's wake: the runner names the moment in the wake file ahead
+    of time (``testbed.agent.control.wake``) and the agent's loop calls ``wake`` at it
+    (``loop.call_at`` on ``time.monotonic()``), so what is left is the loop's lateness."""
+    import asyncio
+
+    async def lateness() -> list[float]:
+        loop, late = asyncio.get_running_loop(), []
+
+        def woke(future: asyncio.Future[float], moment: float) -> None:
+            future.set_result(time.monotonic() - moment)
+
+        for _ in range(samples):
+            moment = time.monotonic() + 0.005
+            future: asyncio.Future[float] = loop.create_future()
+            loop.call_at(moment, woke, future, moment)
+            late.append(await future)
+        return late
+
+    return _median(asyncio.run(lateness()))
+
+
 def measure(samples: int) -> dict[str, Any]:
     from testbed.backends import get_backend
 
@@ -176,15 +199,16 @@ def measure(samples: int) -> dict[str, Any]:
         "enforce_block_s": enforce["block"],
         "enforce_rate_limit_s": enforce["rate_limit"],
         "service_s": service_time(max(samples, 200)),
-        "wake_delay_s": CONTROL_POLL_S / 2,  # the control files' poll: half a period on average
+        "wake_delay_s": wake_delay(max(samples, 200)),
         "samples": {"local": len(local), "routed": len(routed), "refused": len(refused),
                     "arp": len(arp)},
     }
 
 
-def write_timing(measured: dict[str, Any], path: Path) -> None:
+def write_timing(measured: dict[str, Any], path: Path, *, partial: bool = False) -> None:
     """Replace the measured constants' values (and ``source``) in ``path``, keeping its comments
-    and every constant this script does not measure."""
+    and every constant this script does not measure. ``partial`` (``--only``): ``source`` stays,
+    and each rewritten line says when it was measured."""
     load_timing(path)  # a broken file is an error, not something to patch
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     source = f"measured by benchmarks/calibrate_sim.py on {stamp} ({socket.gethostname()})"
@@ -192,13 +216,13 @@ def write_timing(measured: dict[str, Any], path: Path) -> None:
     for line in path.read_text(encoding="utf-8").splitlines():
         key, separator, _ = line.partition(":")
         if separator and not line.startswith((" ", "#")):
-            if key == "source":
+            if key == "source" and not partial:
                 line = f"source: {source}"
             elif key in measured and key != "samples":
                 value = measured[key]
                 text = (str(int(value)) if key == "arp_requests"  # YAML 1.1 floats need a dot
                         else f"{float(value):.9f}".rstrip("0").rstrip(".") or "0")
-                line = f"{key}: {text}"
+                line = f"{key}: {text}" + (f"  # {source}" if partial else "")
         lines.append(line)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -208,6 +232,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--write", action="store_true",
                         help="rewrite testbed/sim/timing.yaml with the measurements")
+    parser.add_argument("--only", default="",
+                        help="with --write: rewrite only these constants (comma-separated), "
+                             "e.g. wake_delay_s after a change to the agents' control")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     measured = measure(args.samples)
@@ -222,7 +249,14 @@ def main() -> int:
             print(f"{key:>22}: measured {value:.6g}   timing.yaml {shipped}")
         print(f"{'samples':>22}: {measured['samples']}")
     if args.write:
-        write_timing(measured, DEFAULT_TIMING_PATH)
+        only = {key.strip() for key in args.only.split(",") if key.strip()}
+        unknown = only - set(measured)
+        if unknown:
+            print(f"error: --only {', '.join(sorted(unknown))}: not measured here; one of "
+                  f"{', '.join(k for k in measured if k != 'samples')}", file=sys.stderr)
+            return 2
+        write_timing({k: v for k, v in measured.items() if not only or k in only},
+                     DEFAULT_TIMING_PATH, partial=bool(only))
         print(f"wrote {DEFAULT_TIMING_PATH}")
     return 0
 

@@ -14,7 +14,8 @@ Run: ``python benchmarks/sim.py [--hosts 100000] [--duration 60] [--million-host
   stealth have no fast path (per-worm hit lists) and run at the event engine's speed;
 - the same for the adaptive profile on the event engine (goal: 100,000 probes/s), with each
   event-engine run's CPU split per probe between the brains (``Brain.plan``, ``observe`` and
-  construction, timed call by call) and the engine; and the adaptive ``Brain`` alone (plan +
+  construction, timed call by call) and the engine, and the cyclic garbage collector's share
+  (within both); and the adaptive ``Brain`` alone (plan +
   observe, no engine, fresh brains that learn little): a lower bound on the brains' cost;
 - the wall time of smb-flat's 60 s scenario (scenarios/smb-flat.yaml), simulated alone and end
   to end with scoring and the report (goal: 0.5 s, process start-up aside);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import random
@@ -69,14 +71,15 @@ def flat_run(hosts: int, profile: str, duration: float, fast: bool, workdir: Pat
                             record_probes=False, fast_path=fast)
     setup = time.perf_counter() - started
     started, started_cpu = time.perf_counter(), time.process_time()
-    with brain_clock(enabled=not fast) as brain:
+    with brain_clock(enabled=not fast) as brain, gc_clock() as collector:
         outcome = simulation.run()
     seconds = time.perf_counter() - started
     cpu = time.process_time() - started_cpu
     probes = int(outcome.counters["probes"])
     shares = {} if fast or not probes else {
         "brain_us_per_probe": round(1e6 * brain["cpu_s"] / probes, 1),
-        "engine_us_per_probe": round(1e6 * (cpu - brain["cpu_s"]) / probes, 1)}
+        "engine_us_per_probe": round(1e6 * (cpu - brain["cpu_s"]) / probes, 1),
+        "gc_us_per_probe": round(1e6 * collector["cpu_s"] / probes, 1)}
     return {**growth_rate(out, topology, profile, duration), **shares,
             "hosts": hosts, "profile": profile, "mode": simulation.mode,
             "virtual_s": duration, "probes": probes, "infected": len(simulation.infected),
@@ -114,6 +117,26 @@ def brain_clock(*, enabled: bool = True) -> Iterator[dict[str, float]]:
     finally:
         for name, method in originals.items():
             setattr(Brain, name, method)
+
+
+@contextlib.contextmanager
+def gc_clock() -> Iterator[dict[str, float]]:
+    """CPU seconds the cyclic garbage collector spends while the block runs (``gc.callbacks``);
+    a collection is charged to the brains or the engine, whichever allocated when it ran."""
+    spent = {"cpu_s": 0.0}
+    began = [0.0]
+
+    def callback(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.thread_time()
+        else:
+            spent["cpu_s"] += time.thread_time() - began[0]
+
+    gc.callbacks.append(callback)
+    try:
+        yield spent
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def growth_rate(run_dir: Path, topology: Any, profile: str, duration: float) -> dict[str, Any]:
@@ -312,7 +335,8 @@ def main() -> int:
               f"random constant spread model {row['k_model']}/s)")
         if "brain_us_per_probe" in row:
             print(f"{'':>16}   per probe: the brains {row['brain_us_per_probe']} us CPU, the "
-                  f"engine and wire model {row['engine_us_per_probe']} us")
+                  f"engine and wire model {row['engine_us_per_probe']} us (the cyclic garbage "
+                  f"collector, within both: {row['gc_us_per_probe']} us)")
     if "adaptive_brain_alone" in figures:
         alone = figures["adaptive_brain_alone"]
         print(f" adaptive Brain alone (plan + observe, no engine): {alone['probes_per_s']:,} "

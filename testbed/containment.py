@@ -30,12 +30,53 @@ from functools import cached_property
 from typing import Literal
 
 from testbed.actions import ActionRecord, apply_action
+from testbed.errors import TestbedError
 from testbed.model.topology import Host, HostFirewall, Topology
 from testbed.policy import Block, ContainmentState, decide_flow
 
 __all__ = ["ContainmentTimeline", "OutbreakStatus", "PolicyClasses", "ReachabilityOracle"]
 
 OutbreakStatus = Literal["dormant", "spreading", "contained", "burned-out"]
+_CLASSES_KEPT = 64  # block lists whose policy classes are kept per topology (with verdicts)
+_SHARED_HOSTS = 200_000  # hosts of the topologies whose classes are kept (the newest always)
+_HOST_MASK = 0xFFFFFFFF
+
+
+class _TopologyClasses:
+    """One topology's block-free policy classes and the refinements asked for lately, shared by
+    every oracle over the same (immutable) topology object: a learning environment builds a
+    simulation, hence an oracle, per episode, and the classes and verdicts depend on the
+    topology and the blocks only."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.unblocked = PolicyClasses(topology)
+        self.by_blocks: dict[tuple[Block, ...], PolicyClasses] = {}
+
+    def under(self, blocks: tuple[Block, ...]) -> PolicyClasses:
+        if not blocks:
+            return self.unblocked
+        classes = self.by_blocks.get(blocks)
+        if classes is None:
+            classes = self.by_blocks[blocks] = self.unblocked.refined(blocks)
+            kept = _CLASSES_KEPT if len(self.unblocked.hosts) <= 10_000 else 2  # memory
+            while len(self.by_blocks) > kept:  # the oldest go first
+                self.by_blocks.pop(next(iter(self.by_blocks)), None)
+        return classes
+
+
+_SHARED_CLASSES: dict[int, tuple[Topology, _TopologyClasses]] = {}
+
+
+def _topology_classes(topology: Topology) -> _TopologyClasses:
+    entry = _SHARED_CLASSES.get(id(topology))
+    if entry is not None and entry[0] is topology:
+        return entry[1]
+    shared = _TopologyClasses(topology)
+    _SHARED_CLASSES[id(topology)] = (topology, shared)  # kept, so the id is not reused
+    while len(_SHARED_CLASSES) > 1 and sum(  # over budget: the oldest go first
+            len(kept.hosts) for kept, _ in _SHARED_CLASSES.values()) > _SHARED_HOSTS:
+        _SHARED_CLASSES.pop(next(iter(_SHARED_CLASSES)), None)
+    return shared
 
 
 class PolicyClasses:
@@ -51,6 +92,12 @@ class PolicyClasses:
     for "can S infect T", T's vulnerable (port, proto) pairs. Hosts equal in all of these are
     one class. The membership bits are computed with arrays; the rest with one pass over the
     hosts, cached by the shared model objects.
+
+    Under blocks, the classes are the block-free ones split further by the networks the blocks
+    name (their membership bits are the only new key columns): ``refined(blocks)`` derives them
+    from block-free classes touching only the hosts those networks hold, instead of rebuilding
+    (a block on one host splits off that host). The partition is the one the constructor builds
+    with those blocks, each class represented by its first host (class numbers may differ).
     """
 
     def __init__(self, topology: Topology, blocks: Iterable[Block] = ()) -> None:
@@ -142,6 +189,111 @@ class PolicyClasses:
         self.blocks = tuple(blocks)
         self._verdicts: dict[tuple[int, int], bool] = {}
         self._blocks = ContainmentState(blocks=list(blocks))
+        self._networks = networks  # (address, mask) of every network the key columns test
+        self._addresses = addresses
+        self._unblocked: dict[tuple[str, str, int, str], bool] = {}  # shared with refinements
+        self._members: dict[int, list[int]] = {}  # class -> host positions, filled on demand
+        self._sizes: list[int] | None = None
+        self._named_networks: dict[str, tuple[int, int]] = {}  # block endpoint -> its network
+        self._positions: dict[int, list[int]] | None = None  # address -> host positions
+
+    def _positions_at(self) -> dict[int, list[int]]:
+        if self._positions is None:
+            positions: dict[int, list[int]] = {}
+            for position, address in enumerate(self._addresses.tolist()):
+                positions.setdefault(address, []).append(position)
+            self._positions = positions
+        return self._positions
+
+    def refined(self, blocks: Iterable[Block]) -> PolicyClasses:
+        """These block-free classes split by what ``blocks`` name: the partition
+        ``PolicyClasses(topology, blocks)`` builds, each class represented by its first host."""
+        import numpy as np
+
+        if self.blocks:
+            raise TestbedError("only block-free classes are refined")
+        blocks = tuple(blocks)
+        topology, networks = self.topology, self._networks
+        new: dict[tuple[int, int], None] = {}
+        named_networks = self._named_networks
+        for block in blocks:
+            for named in (block.source, block.destination):
+                key = named_networks.get(named)
+                if key is None:
+                    if named == "any":
+                        continue
+                    parsed = ipaddress.IPv4Network(topology.hosts[named].ip if named in
+                                                   topology.hosts else named, strict=False)
+                    key = named_networks[named] = (int(parsed.network_address),
+                                                   int(parsed.netmask))
+                if key not in networks:
+                    new[key] = None
+        touched: dict[int, list[int]] = {}  # host position -> the new networks holding it
+        for bit, (network, mask) in enumerate(new):
+            positions: list[int]
+            if mask == _HOST_MASK:  # one address: looked up, not tested against every host
+                positions = self._positions_at().get(network, [])
+            else:
+                positions = np.flatnonzero((self._addresses & mask) == network).tolist()
+            for position in positions:
+                touched.setdefault(position, []).append(bit)
+        derived = object.__new__(PolicyClasses)
+        derived.topology, derived.hosts, derived.index = topology, self.hosts, self.index
+        derived._vulnerable_ports = self._vulnerable_ports
+        derived.susceptible, derived.susceptible_total = self.susceptible, self.susceptible_total
+        derived.blocks = blocks
+        derived._verdicts = {}
+        derived._blocks = ContainmentState(blocks=list(blocks))
+        derived._networks = {**networks, **new}
+        derived._addresses = self._addresses
+        derived._unblocked = self._unblocked  # decide_flow without containment: blocks aside
+        derived._members, derived._sizes = {}, None
+        derived._named_networks, derived._positions = named_networks, self._positions
+        of, representative = self.of, self.representative
+        ports, susceptible_in = self.ports, self.susceptible_in
+        if touched:
+            of, representative = list(of), list(representative)
+            ports, susceptible_in = list(ports), list(susceptible_in)
+            split: dict[int, dict[tuple[int, ...], list[int]]] = {}  # class -> bits -> hosts
+            for position in sorted(touched):
+                split.setdefault(self.of[position], {}).setdefault(
+                    tuple(touched[position]), []).append(position)
+            sizes, susceptible = self._class_sizes(), self.susceptible
+            for cls, groups in split.items():
+                parts = list(groups.values())  # each in host order, ordered by first host
+                if sum(map(len, parts)) < sizes[cls]:  # untouched hosts keep the class
+                    if self.index[representative[cls].name] in touched:
+                        first = next(p for p in self._members_of(cls) if p not in touched)
+                        representative[cls] = self.hosts[first]
+                    susceptible_in[cls] -= sum(susceptible[p] for part in parts for p in part)
+                else:  # every host moved: the first part keeps the class
+                    keep = parts.pop(0)
+                    representative[cls] = self.hosts[keep[0]]
+                    susceptible_in[cls] = sum(susceptible[p] for p in keep)
+                for part in parts:
+                    number = len(representative)
+                    representative.append(self.hosts[part[0]])
+                    ports.append(self.ports[cls])
+                    susceptible_in.append(sum(susceptible[p] for p in part))
+                    for position in part:
+                        of[position] = number
+        derived.of, derived.representative = of, representative
+        derived.ports, derived.susceptible_in = ports, susceptible_in
+        return derived
+
+    def _class_sizes(self) -> list[int]:
+        if self._sizes is None:
+            sizes = [0] * len(self.representative)
+            for cls in self.of:
+                sizes[cls] += 1
+            self._sizes = sizes
+        return self._sizes
+
+    def _members_of(self, cls: int) -> list[int]:
+        members = self._members.get(cls)
+        if members is None:
+            members = self._members[cls] = [p for p, c in enumerate(self.of) if c == cls]
+        return members
 
     def count_susceptible(self, names: Iterable[str]) -> int:
         index, susceptible = self.index, self.susceptible
@@ -154,9 +306,15 @@ class PolicyClasses:
     def allows(self, source_class: int, target_class: int, port: int, proto: str) -> bool:
         """decide_flow for a host of ``source_class`` to a host of ``target_class`` on
         (port, proto), neither quarantined, under the blocks these classes were built with."""
-        target = self.representative[target_class]
-        return decide_flow(self.topology, self.representative[source_class], target.ip, port,
-                           proto, self._blocks).allowed
+        source, target = self.representative[source_class], self.representative[target_class]
+        key = (source.name, target.name, port, proto)
+        unblocked = self._unblocked.get(key)
+        if unblocked is None:  # containment only ever denies more: decided once without it
+            unblocked = self._unblocked[key] = decide_flow(self.topology, source, target.ip,
+                                                           port, proto).allowed
+        if not unblocked or not self.blocks:
+            return unblocked
+        return decide_flow(self.topology, source, target.ip, port, proto, self._blocks).allowed
 
     def can_infect(self, source_class: int, target_class: int) -> bool:
         """Whether a host of ``source_class`` reaches a vulnerable service of a host of
@@ -196,10 +354,12 @@ class ReachabilityOracle:
         return [h for h in self.topology.hosts.values() if h.susceptible]
 
     def classes(self, blocks: Iterable[Block] = ()) -> PolicyClasses:
-        """The policy classes under ``blocks`` (rebuilt only when the blocks change)."""
+        """The policy classes under ``blocks``: the topology's block-free ones, refined by the
+        blocks (``PolicyClasses.refined``); shared by the oracles of one topology object, with
+        the last few block lists' kept."""
         blocks = tuple(blocks)
         if self._classes is None or self._classes.blocks != blocks:
-            self._classes = PolicyClasses(self.topology, blocks)
+            self._classes = _topology_classes(self.topology).under(blocks)
         return self._classes
 
     def _allowed(self, source: Host, target: Host, port: int, proto: str,
@@ -235,6 +395,23 @@ class ReachabilityOracle:
                     open_pairs.append((source, target.name))
         return open_pairs
 
+    def _silenced(self, blocks: list[Block]) -> set[str] | None:
+        """The hosts ``blocks`` cut off from every outbound flow, when that is all they do
+        (each names a host as source, and any destination, port and protocol, and no two hosts
+        share an address: ``Block.matches`` then holds exactly for flows from that host); else
+        None."""
+        hosts, by_ip = self.topology.hosts, self.topology.host_by_ip
+        if len(by_ip) != len(hosts):
+            return None  # hosts sharing an address: a block on one stops the others' flows too
+        silenced = set()
+        for block in blocks:
+            host = hosts.get(block.source)
+            if host is None or block.destination != "any" or block.port is not None or \
+                    block.proto != "any":
+                return None
+            silenced.add(block.source)
+        return silenced
+
     def burned_out(self, infected: Iterable[str], patient_zero: Iterable[str]) -> bool:
         """Every susceptible host (besides patient zero) fell: nothing was left to protect, so
         the outbreak ran its course rather than being contained."""
@@ -244,11 +421,15 @@ class ReachabilityOracle:
         return others > 0 and classes.count_susceptible(infected_set - origin) == others
 
     def contained(self, infected: Iterable[str], state: ContainmentState) -> bool:
-        classes = self.classes(state.blocks)
         infected_set = set(infected)
+        silenced = self._silenced(state.blocks)
+        if silenced is None:
+            classes = self.classes(state.blocks)
+        else:  # each block drops every flow from one host: it is no source; nothing else moves
+            classes = self.classes()
         index, of = classes.index, classes.of
         sources = {of[index[name]] for name in infected_set - state.quarantined
-                   if name in index}
+                   if name in index and (silenced is None or name not in silenced)}
         if not sources:
             return True
         taken = [0] * len(classes)

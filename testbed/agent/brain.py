@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from testbed.agent.config import BackupJob, ExploitSpec, UserJob
-from testbed.agent.knowledge import Knowledge, MimicSchedule
+from testbed.agent.knowledge import Knowledge, MimicSchedule, address_value
 from testbed.errors import AgentError
 
 if TYPE_CHECKING:
@@ -159,13 +159,15 @@ class AddressSpace:
     Hot in the simulator (one ``at`` per probe, one ``index_of`` per peer seen, two spaces per
     woken worm), so: CIDRs are parsed once per distinct tuple, addresses are formatted and parsed
     as dotted quads without ``ipaddress`` objects (anything but a plain dotted quad still goes
-    through ``ipaddress``, which accepts or rejects it as before)."""
+    through ``ipaddress``, which accepts or rejects it as before), and ``index_of``'s answers are
+    remembered in one memo per tuple of CIDRs, shared by every space over them."""
 
-    __slots__ = ("ranges", "total")
+    __slots__ = ("_indices", "ranges", "total")
 
     def __init__(self, cidrs: tuple[str, ...]) -> None:
         self.ranges: list[tuple[int, int]] = list(_usable_ranges(tuple(cidrs)))
         self.total = sum(count for _, count in self.ranges)
+        self._indices = _index_memo(tuple(cidrs))
 
     def at(self, index: int) -> str:
         index %= self.total
@@ -177,13 +179,31 @@ class AddressSpace:
         raise IndexError(index)  # unreachable
 
     def index_of(self, address: str) -> int | None:
-        value = _address_value(address)
+        indices = self._indices
+        found = indices.get(address, -1)
+        if found != -1:
+            return found
+        value = address_value(address)  # raises on a malformed address: nothing remembered
         offset = 0
+        found = None
         for first, count in self.ranges:
             if first <= value < first + count:
-                return offset + value - first
+                found = offset + value - first
+                break
             offset += count
-        return None
+        if len(indices) < _INDEX_MEMO:
+            indices[address] = found
+        return found
+
+
+_INDEX_MEMO = 1 << 17  # addresses whose index is remembered, per distinct tuple of CIDRs
+
+
+@functools.lru_cache(maxsize=16)
+def _index_memo(cidrs: tuple[str, ...]) -> dict[str, int | None]:
+    """address -> index (None: outside), shared by every space over the same CIDRs (each woken
+    worm builds two; the answer depends on nothing else)."""
+    return {}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -197,24 +217,6 @@ def _usable_ranges(cidrs: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
         else:
             ranges.append((int(network.network_address), network.num_addresses))
     return tuple(ranges)
-
-
-def _address_value(address: str) -> int:
-    """``int(IPv4Address(address))``; a plain dotted quad without ``ipaddress``."""
-    parts = address.split(".")
-    if len(parts) == 4:
-        value = 0
-        for part in parts:
-            if not (part.isascii() and part.isdigit()) or len(part) > 3 or \
-                    (len(part) > 1 and part[0] == "0"):
-                break
-            octet = int(part)
-            if octet > 255:
-                break
-            value = value << 8 | octet
-        else:
-            return value
-    return int(ipaddress.IPv4Address(address))  # the reference parser: accepts or raises
 
 
 @dataclass(frozen=True)
@@ -292,9 +294,10 @@ class Brain:
         self._done: set[tuple[str, str]] = set()  # (target, exploit key) with a verdict
         self._answered: OrderedDict[str, float] = OrderedDict()  # address -> last answer time
         self._known_good: OrderedDict[tuple[str, int, str], str] = OrderedDict()
-        self._hitlist: deque[tuple[str, ExploitSpec]] = deque()
+        self._hitlist: deque[tuple[str, ExploitSpec, str]] = deque()  # with exploit.key
         self._hitlisted: set[str] = set()
         self._trusts = set(view.trusts)
+        self._exploit_keys = tuple((exploit, exploit.key) for exploit in view.arsenal)
         # what its host observed (recon, planner, adaptive); built before the trusts arrive
         self.knowledge: Knowledge | None = None
         if profile in NEIGHBOUR_PROFILES:
@@ -446,26 +449,27 @@ class Brain:
             return "mimic"
         if profile == "planner":
             return "planned"
-        self._planned_pick = None  # computed afresh by _arm_available("planned")
-        arms = [t for t in TACTIC_ARMS if self._arm_available(t)]
-        return self._bandit_choice(arms)
+        return self._bandit_choice(self._available_arms())
 
-    def _arm_available(self, arm: str) -> bool:
-        """Whether the adaptive brain's ``arm`` has a move now (scanning arms always do)."""
-        if arm == "hitlist":
-            return self._has_hitlist()
-        if arm == "recon":
-            assert self.knowledge is not None
-            return self.knowledge.recon_available(self._done, self.infected, 0.0)
-        if arm == "mimic":
-            return bool(self.mimicry.remaining(self._done, self.infected,
-                                               self._mimic_in_flight))
-        if arm == "planned":
-            assert self.knowledge is not None
-            self._planned_pick = self.knowledge.planner_pick(
-                self._done, self.infected, (), self.rng, credentials=False)
-            return self._planned_pick is not None
-        return True
+    def _available_arms(self) -> list[str]:
+        """The adaptive brain's arms that have a move now, in ``TACTIC_ARMS`` order (scanning
+        arms always do); asked in that order, since the planner's tie-break draws from the
+        generator. Keeps the planned arm's pick for ``_observed_probe``."""
+        knowledge = self.knowledge
+        assert knowledge is not None
+        done, infected = self._done, self.infected
+        arms = list(_SCANNING_ARMS)
+        if self._has_hitlist():
+            arms.append("hitlist")
+        if knowledge.recon_available(done, infected, 0.0):
+            arms.append("recon")
+        if self.mimicry.has_remaining(done, infected, self._mimic_in_flight):
+            arms.append("mimic")
+        self._planned_pick = knowledge.planner_pick(done, infected, (), self.rng,
+                                                    credentials=False)
+        if self._planned_pick is not None:
+            arms.append("planned")
+        return arms
 
     def _fallback_tactic(self) -> str:
         if self.profile == "hitlist":
@@ -527,11 +531,13 @@ class Brain:
         return arsenal[self.rng.randrange(len(arsenal))]
 
     def _bandit_choice(self, arms: list[str]) -> str:
-        if self.rng.random() < self.params["epsilon"]:
-            return arms[self.rng.randrange(len(arms))]
-        best = max(self.values[arm] for arm in arms)
-        top = [arm for arm in arms if self.values[arm] >= best - 1e-9]
-        return top[self.rng.randrange(len(top))]
+        rng = self.rng
+        if rng.random() < self.params["epsilon"]:
+            return arms[rng.randrange(len(arms))]
+        values = self.values
+        best = max([values[arm] for arm in arms])
+        top = [arm for arm in arms if values[arm] >= best - 1e-9]
+        return top[rng.randrange(len(top))]
 
     def _pick_address(self, tactic: str) -> str | None:
         for _ in range(8):  # skip ourselves and hosts we know we own
@@ -553,20 +559,24 @@ class Brain:
         if address in self._hitlisted or len(self._hitlisted) >= _MEMORY:
             return
         self._hitlisted.add(address)
-        for exploit in self.view.arsenal:
-            self._hitlist.append((address, exploit))
+        for exploit, key in self._exploit_keys:
+            self._hitlist.append((address, exploit, key))
 
     def _has_hitlist(self) -> bool:
-        while self._hitlist:
-            address, exploit = self._hitlist[0]
-            if address in self.infected or (address, exploit.key) in self._done:
-                self._hitlist.popleft()
+        hitlist, infected, done = self._hitlist, self.infected, self._done
+        while hitlist:
+            address, _, key = hitlist[0]
+            if address in infected or (address, key) in done:
+                hitlist.popleft()
                 continue
             return True
         return False
 
     def _pop_hitlist(self) -> tuple[str, ExploitSpec] | None:
-        return self._hitlist.popleft() if self._has_hitlist() else None
+        if not self._has_hitlist():
+            return None
+        address, exploit, _ = self._hitlist.popleft()
+        return address, exploit
 
     def _exploit_probe(self, address: str, exploit: ExploitSpec, tactic: str) -> Probe:
         return self._probe(address, exploit.port, exploit.proto, exploit.service, exploit.vuln,
@@ -597,6 +607,8 @@ class Brain:
         if self.profile == "stealth":
             return float(self.params["interleave"])
         if self.profile == "adaptive":
+            if not self._signal_times:  # no defence signal yet: nothing to hide from
+                return min(float(self.params["interleave_max"]), 0.0)
             recent = sum(1 for t in self._signal_times if now - t <= 30.0)
             return min(float(self.params["interleave_max"]), 0.1 * recent)
         return 0.0

@@ -1,7 +1,8 @@
 """Out-of-band control of a run's agents, for the engine (runner, CLI, tests): files in the run's
 state directory, never the emulated network.
 
-Owns: ``wake`` (a host's dormant worm wakes as patient zero), ``stop_all`` (every agent of the run
+Owns: ``wake`` (a host's dormant worm wakes as patient zero, at a moment the file names),
+``stop_all`` (every agent of the run
 ends within about a quarter second) and ``wait_ready`` (which agents have their services up).
 Standard library only. File layout: ``testbed.agent.config``.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from testbed.agent.config import control_dir, ready_path, stop_path, wake_path
 
-__all__ = ["clear", "ready_info", "stop_all", "wait_ready", "wake"]
+__all__ = ["clear", "ready_info", "stop_all", "wait_ready", "wake", "wake_moment"]
 
 
 def _touch(path: Path, content: str) -> None:
@@ -26,9 +27,24 @@ def _touch(path: Path, content: str) -> None:
     os.replace(temporary, path)
 
 
-def wake(state_dir: str | Path, host: str) -> None:
-    """Wake ``host``'s dormant worm (generation 0, as patient zero). Idempotent."""
-    _touch(wake_path(Path(state_dir), host), json.dumps({"wall": time.time()}))
+def wake(state_dir: str | Path, host: str, at_monotonic: float | None = None) -> None:
+    """Wake ``host``'s dormant worm (generation 0, as patient zero). Idempotent.
+
+    ``at_monotonic`` (``time.monotonic()``; CLOCK_MONOTONIC is one clock for every namespace and
+    container of the machine) names the moment: written ahead of time, the agent sees the file at
+    its next control poll and wakes at that moment, not at whatever phase its poll has. Without
+    it the worm wakes at the next poll (up to ``CONTROL_POLL_S`` late)."""
+    _touch(wake_path(Path(state_dir), host),
+           json.dumps({"wall": time.time(), "at_monotonic": at_monotonic}))
+
+
+def wake_moment(path: Path) -> float | None:
+    """The moment a wake file names (``time.monotonic()``), or None: at once."""
+    try:
+        moment = json.loads(path.read_text()).get("at_monotonic")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(moment) if isinstance(moment, int | float) else None
 
 
 def stop_all(state_dir: str | Path) -> None:

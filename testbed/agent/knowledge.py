@@ -7,7 +7,7 @@ known open or closed on them, hosts that gave a defence signal, and the worm's o
 first contacts (the walk a TRW detector keeps about it) -- and the target choices built on it:
 ``recon_pick`` (known-live hosts on known-open services only), ``planner_pick`` (value-directed
 pivots, trusted credentials first) and :class:`MimicSchedule` (its host's benign users' peers,
-services, rates and timing).
+services, rates and timing); and ``address_value``, the dotted-quad parser the brain shares.
 Must not: touch sockets, files or clocks (times are arguments), know anything its host did not
 observe (which hosts are vulnerable, what a host's services are before one answered), or draw
 random numbers other than from the generator it is handed (the brain's, for determinism).
@@ -16,6 +16,7 @@ random numbers other than from the generator it is handed (the brain's, for dete
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from random import Random
 
 from testbed.agent.config import BackupJob, BenignTarget, ExploitSpec, UserJob
 
-__all__ = ["SERVICE_VALUE", "TRW_ALARM_LEAD", "Knowledge", "MimicSchedule"]
+__all__ = ["SERVICE_VALUE", "TRW_ALARM_LEAD", "Knowledge", "MimicSchedule", "address_value"]
 
 CONNECTED = ("infected", "already", "not-vulnerable", "rejected", "ok")
 """Outcomes that prove a service listens (a connection was made)."""
@@ -44,6 +45,8 @@ _TRUSTED_BONUS = 2.0  # a host whose credentials are held is an administered ser
 _OTHER_SEGMENT_BONUS = 0.5  # a foothold in another segment widens what the worm can reach
 _PIVOT_SHARE = 0.5  # share of a blocked valuable host's value credited to its segment's hosts
 _COST_CREDENTIAL, _COST_OPEN, _COST_ANSWERED, _COST_LIVE = 0.5, 1.0, 2.0, 3.0
+_NO_TRUSTS: frozenset[str] = frozenset()
+_SEGMENT_MEMO = 1 << 17  # addresses whose segment is remembered, per topology (shared by worms)
 
 
 class Knowledge:
@@ -62,25 +65,35 @@ class Knowledge:
         self.answered: set[str] = set()  # a connection to it succeeded: no more first contacts
         self.defended: set[str] = set()  # gave a defence signal: the planner keeps away
         self.service_seen: Counter[tuple[int, str]] = Counter()  # open (port, proto), per host
+        self._seen_total = 0  # sum(service_seen.values())
         self.tried: set[tuple[str, str]] = set()  # (address, exploit key) recon/planner sent
         self.first_in_flight: set[int] = set()  # probe seqs that were first contacts
         self.first_lead = 0  # failures minus successes of its first contacts (TRW's walk)
         self.first_failures = 0
         self.first_successes = 0
-        self._known_open: deque[tuple[str, ExploitSpec]] = deque()
-        self._second: deque[tuple[str, ExploitSpec]] = deque()
+        # (host, exploit, exploit.key): recon's queues of moves (the key is formatted once)
+        self._known_open: deque[tuple[str, ExploitSpec, str]] = deque()
+        self._second: deque[tuple[str, ExploitSpec, str]] = deque()
         self._unexplored: deque[str] = deque()
         self._blocked_value: dict[str, float] = {}  # segment prefix -> best value out of reach
-        self._segment_key = _segment_keys(cidrs)
+        self._segment_key = _segment_keys(tuple(cidrs))
         self._own_segment = segment_cidr
         self._own_services = frozenset(own_services)  # hosts near it tend to run what it runs
-        self._exploits = tuple((exploit, exploit.key) for exploit in arsenal)
+        self._endpoints = tuple((exploit, exploit.key, (exploit.port, exploit.proto))
+                                for exploit in arsenal)
         # The planner's search is pruned and cached, exactly: whether a (host, exploit) move is
         # still possible only ever goes from yes to no (hosts get infected or defended, moves
-        # get tried, settled or refused), so an exhausted host stays exhausted; and a move's
+        # get tried, settled or refused: the caller's ``done`` and ``infected`` only grow), so
+        # an exhausted, infected or defended host leaves the walk for good; and a move's
         # score changes only when ``version`` does (a new observation).
         self.version = 0
         self._exhausted: set[str] = set()
+        # ``live`` less the hosts the search can no longer choose (exhausted, infected,
+        # defended), in ``live``'s order: what the search walks
+        self._candidates: dict[str, None] = {}
+        # value(address, trusted) as last computed; dropped when its inputs change (the host's
+        # open services; any defence signal, which moves ``defended`` and the pivot values)
+        self._values: dict[tuple[str, bool], float] = {}
         self._last_pick: tuple[int, bool, tuple[str, ...],
                                tuple[str, ExploitSpec, bool] | None] | None = None
 
@@ -91,8 +104,11 @@ class Knowledge:
             return
         self.version += 1
         self.live[address] = None
+        if address not in self._exhausted:
+            self._candidates[address] = None
         if len(self.live) > self.memory:
-            self.live.popitem(last=False)
+            forgotten, _ = self.live.popitem(last=False)
+            self._candidates.pop(forgotten, None)
         if address not in self.contacted:
             self._unexplored.append(address)
 
@@ -104,10 +120,13 @@ class Knowledge:
             return
         self.version += 1
         services[(port, proto)] = service
+        self._values.pop((address, False), None)
+        self._values.pop((address, True), None)
         self.service_seen[(port, proto)] += 1
-        for exploit in self.arsenal:
-            if (exploit.port, exploit.proto) == (port, proto):
-                self._known_open.append((address, exploit))
+        self._seen_total += 1
+        for exploit, key, endpoint in self._endpoints:
+            if endpoint == (port, proto):
+                self._known_open.append((address, exploit, key))
 
     def planned(self, seq: int, address: str) -> None:
         """A probe is about to leave: is it the first packet ever to ``address``?"""
@@ -137,19 +156,21 @@ class Knowledge:
             if address not in self.answered:
                 self.version += 1
                 self.answered.add(address)
-                for exploit in self.arsenal:  # its other services: no longer first contacts
-                    if (exploit.port, exploit.proto) not in self.open[address]:
-                        self._second.append((address, exploit))
+                services = self.open[address]
+                for exploit, key, endpoint in self._endpoints:
+                    if endpoint not in services:  # its other services: no first contacts now
+                        self._second.append((address, exploit, key))
         elif outcome == "refused":
             self.note_live(address)
             self.closed.add((address, port, proto))
         if signals:
             self.version += 1
+            self._values.clear()
             self.defended.add(address)
             value = self.value(address, trusted=False)
-            key = self._segment_key(address)
-            if key is not None and value > self._blocked_value.get(key, 0.0):
-                self._blocked_value[key] = value
+            segment = self._segment_key(address)
+            if segment is not None and value > self._blocked_value.get(segment, 0.0):
+                self._blocked_value[segment] = value
 
     # ---- recon: only known-live hosts, first contacts only on known-open services -----------
     def recon_pick(self, done: set[tuple[str, str]], infected: set[str],
@@ -160,9 +181,9 @@ class Knowledge:
         failed, a live host's most commonly seen service. None: nothing it may do now."""
         for queue in (self._known_open, self._second):
             while queue:
-                address, exploit = queue.popleft()
-                if self._usable(address, exploit, done, infected):
-                    self.tried.add((address, exploit.key))
+                address, exploit, key = queue.popleft()
+                if self._usable(address, exploit, done, infected, key):
+                    self.tried.add((address, key))
                     return address, exploit
         if not self.may_guess(guess_budget):
             return None
@@ -180,10 +201,11 @@ class Knowledge:
                         guess_budget: float) -> bool:
         """Whether ``recon_pick`` has something (drops stale queue heads, picks nothing)."""
         for queue in (self._known_open, self._second):
-            while queue and not self._usable(*queue[0], done, infected):
+            while queue:
+                address, exploit, key = queue[0]
+                if self._usable(address, exploit, done, infected, key):
+                    return True
                 queue.popleft()
-            if queue:
-                return True
         if not self.may_guess(guess_budget):
             return False
         while self._unexplored and (self._unexplored[0] in self.contacted
@@ -208,9 +230,11 @@ class Knowledge:
                                                    (e.port, e.proto) not in own))
 
     def _usable(self, address: str, exploit: ExploitSpec, done: set[tuple[str, str]],
-                infected: set[str]) -> bool:
-        key = (address, exploit.key)
-        return not (address in infected or key in done or key in self.tried
+                infected: set[str], key: str | None = None) -> bool:
+        """Whether ``exploit`` (whose ``key`` the caller may already hold) may still go to
+        ``address``."""
+        move = (address, exploit.key if key is None else key)
+        return not (address in infected or move in done or move in self.tried
                     or (address, exploit.port, exploit.proto) in self.closed
                     or address in self.defended)
 
@@ -241,37 +265,54 @@ class Knowledge:
         defence signal are never chosen. Ties: ``rng``. None: the graph holds no move. The
         caller marks the pick ``tried`` when it sends it."""
         last = self._last_pick
-        if last is not None and last[:3] == (self.version, credentials, trusts):
+        version = self.version
+        if last is not None and last[0] == version and last[1] == credentials and \
+                last[2] == trusts:
             pick = last[3]
             if pick is None or self._usable(pick[0], pick[1], done, infected):
                 return pick
-        trusted = set(trusts)
+        if not trusts and not self._candidates:  # nothing to walk: no move, no tie to break
+            self._last_pick = (version, credentials, trusts, None)
+            return None
+        trusted = set(trusts) if trusts else _NO_TRUSTS
         seen = self.service_seen
-        total_seen = sum(seen.values()) or 1
+        total_seen = self._seen_total or 1
         best_score = 0.0
         best: list[tuple[str, ExploitSpec, bool]] = []
         tried, closed, exhausted = self.tried, self.closed, self._exhausted
-        for address in (*trusts, *self.live):
-            if address in exhausted or address == self.address or address in infected or \
-                    address in self.defended:
+        candidates, values = self._candidates, self._values
+        # the live hosts not yet exhausted, in live order (exhausted ones would be skipped)
+        for address in (*trusts, *candidates) if trusts else tuple(candidates):
+            if address in exhausted or address == self.address:
+                continue
+            if address in infected or address in self.defended:
+                # skipped for good (both sets only grow): no longer walked
+                candidates.pop(address, None)
                 continue
             is_trusted = address in trusted
-            value = self.value(address, trusted=is_trusted)
+            value = -1.0  # looked up once a move is possible (most hosts here have none)
             services = self.open.get(address, {})
             possible = False
-            for exploit, key in self._exploits:
+            for exploit, key, endpoint in self._endpoints:
                 if (address, key) in done or (address, key) in tried or \
-                        (address, exploit.port, exploit.proto) in closed:
+                        (address, *endpoint) in closed:
                     continue
-                possible = True
+                if not possible:
+                    possible = True
+                    value = values.get((address, is_trusted), -1.0)
+                    if value < 0:
+                        if len(values) >= 4 * self.memory:
+                            values.clear()
+                        value = values[(address, is_trusted)] = self.value(address,
+                                                                           trusted=is_trusted)
                 credential = credentials and is_trusted
                 if credential:
                     cost = _COST_CREDENTIAL
-                elif (exploit.port, exploit.proto) in services:
+                elif endpoint in services:
                     cost = _COST_OPEN
                 else:
                     base = _COST_ANSWERED if address in self.answered else _COST_LIVE
-                    cost = base - seen.get((exploit.port, exploit.proto), 0) / total_seen
+                    cost = base - seen.get(endpoint, 0) / total_seen
                 score = value / cost
                 if score > best_score + 1e-9:
                     best_score, best = score, [(address, exploit, credential)]
@@ -279,9 +320,10 @@ class Knowledge:
                     best.append((address, exploit, credential))
             if not possible:
                 exhausted.add(address)
+                candidates.pop(address, None)
         pick = (None if not best else
                 best[rng.randrange(len(best))] if len(best) > 1 else best[0])
-        self._last_pick = (self.version, credentials, trusts, pick)
+        self._last_pick = (version, credentials, trusts, pick)
         return pick
 
 
@@ -346,8 +388,20 @@ class MimicSchedule:
 
     def remaining(self, done: set[tuple[str, str]], infected: set[str],
                   in_flight: set[tuple[str, str]]) -> list[tuple[BenignTarget, ExploitSpec]]:
-        return [(t, e) for t, e in self.pairs if t.address not in infected
-                and (t.address, e.key) not in done and (t.address, e.key) not in in_flight]
+        return [(t, e) for t, e in self.pairs if _open_pair(t, e, done, infected, in_flight)]
+
+    def has_remaining(self, done: set[tuple[str, str]], infected: set[str],
+                      in_flight: set[tuple[str, str]]) -> bool:
+        """``bool(remaining(...))`` without building the list."""
+        return bool(self.pairs) and any(_open_pair(t, e, done, infected, in_flight)
+                                        for t, e in self.pairs)
+
+
+def _open_pair(target: BenignTarget, exploit: ExploitSpec, done: set[tuple[str, str]],
+               infected: set[str], in_flight: set[tuple[str, str]]) -> bool:
+    """Whether ``exploit`` on ``target`` is still to try: not infected, settled or in flight."""
+    key = (target.address, exploit.key)
+    return target.address not in infected and key not in done and key not in in_flight
 
 
 def _serves(target: BenignTarget, exploit: ExploitSpec) -> bool:
@@ -355,25 +409,50 @@ def _serves(target: BenignTarget, exploit: ExploitSpec) -> bool:
                                                            exploit.service)
 
 
+def address_value(address: str) -> int:
+    """``int(IPv4Address(address))``; a plain dotted quad without ``ipaddress`` (anything else
+    goes through ``ipaddress``, which accepts it or raises ``ValueError`` as before)."""
+    parts = address.split(".")
+    if len(parts) == 4:
+        value = 0
+        for part in parts:
+            if not (part.isascii() and part.isdigit()) or len(part) > 3 or \
+                    (len(part) > 1 and part[0] == "0"):
+                break
+            octet = int(part)
+            if octet > 255:
+                break
+            value = value << 8 | octet
+        else:
+            return value
+    return int(ipaddress.IPv4Address(address))  # the reference parser: accepts or raises
+
+
+@functools.lru_cache(maxsize=16)
 def _segment_keys(cidrs: tuple[str, ...]) -> Callable[[str], str | None]:
-    """address -> the topology CIDR holding it (None outside)."""
+    """address -> the topology CIDR holding it (None outside). One function and one memo per
+    distinct ``cidrs``, shared by every worm of a topology: the answer depends on nothing else."""
     networks = [(int(n.network_address), int(n.netmask), str(n))
                 for n in (ipaddress.IPv4Network(c) for c in cidrs)]
 
     known: dict[str, str | None] = {}
 
     def key(address: str) -> str | None:
-        if address in known:
+        try:
             return known[address]
+        except KeyError:
+            pass
         found = None
         try:
-            value = int(ipaddress.IPv4Address(address))
+            value: int | None = address_value(address)
         except ValueError:
             value = None
         if value is not None:
-            found = next((text for network, mask, text in networks if value & mask == network),
-                         None)
-        if len(known) < 65536:
+            for network, mask, text in networks:
+                if value & mask == network:
+                    found = text
+                    break
+        if len(known) < _SEGMENT_MEMO:
             known[address] = found
         return found
 

@@ -23,9 +23,12 @@ from pathlib import Path
 
 from testbed.agent import multiplex
 
-__all__ = ["ARP_TABLE", "ROUTE_TABLE", "read_neighbours"]
+__all__ = ["ARP_TABLE", "NEIGHBOUR_POLL_S", "ROUTE_TABLE", "read_neighbours"]
 
 ARP_TABLE = Path("/proc/net/arp")
+# How often an active worm that reads it looks at its host's ARP table (the agent's loop; the
+# sim engine models the same poll, so a new entry is seen at the next look, not at once).
+NEIGHBOUR_POLL_S = 1.0
 ROUTE_TABLE = Path("/proc/net/route")
 _THREAD_NET = Path("/proc/thread-self/net")  # the calling thread's namespace, not the process's
 _ATF_COM = 0x2  # the entry is complete: the neighbour answered

@@ -31,9 +31,10 @@ from testbed.agent.benign import run_backup, run_scanner, run_user
 from testbed.agent.brain import Brain, Observation, Probe, WormView, arm_names
 from testbed.agent.clients import benign_request, exchange
 from testbed.agent.config import AgentConfig, ServiceConfig
+from testbed.agent.control import wake_moment
 from testbed.agent.events import TECHNIQUES, EventLog
 from testbed.agent.guards import Egress, RateCap, RefusedDestination, classify_connect_error
-from testbed.agent.neighbours import read_neighbours
+from testbed.agent.neighbours import NEIGHBOUR_POLL_S, read_neighbours
 from testbed.agent.protocol import (
     ExploitMessage,
     InfectionGate,
@@ -48,7 +49,6 @@ from testbed.errors import AgentError
 __all__ = ["Agent", "run_agent"]
 
 CONTROL_POLL_S = 0.25
-NEIGHBOUR_POLL_S = 1.0  # how often an active worm that reads it looks at its host's ARP table
 MAX_CONNECTIONS = 256  # concurrent inbound connections per agent
 CONNECTION_IDLE_S = 10.0
 CONNECTION_LIFETIME_S = 30.0
@@ -67,6 +67,7 @@ class Agent:
         self.config = config
         self.started = time.monotonic()
         self.active = False
+        self._wake_seen = False  # the wake file was read (its moment may still be ahead)
         self.generation = 0
         self.inherited: tuple[float, ...] = ()
         self.brain: Brain | None = None
@@ -174,9 +175,19 @@ class Agent:
         if now >= self.started + self.config.ttl_s:
             self.stop("ttl")
             return True
-        if not self.active and wake_file():
-            self.wake("wake-file")
+        if not self.active and not self._wake_seen and wake_file():
+            self._wake_seen = True
+            self._wake_at(wake_moment(self.config.wake_path), now)
         return False
+
+    def _wake_at(self, moment: float | None, now: float) -> None:
+        """Wake at the moment the wake file names (the loop's clock is ``time.monotonic()``), so
+        patient zero wakes when the runner said, whatever the phase of the control poll."""
+        if moment is None or moment <= now:
+            self.wake("wake-file")
+            return
+        asyncio.get_running_loop().call_at(moment, self.wake, "wake-file",
+                                           context=self._context)
 
     def _write_ready(self) -> None:
         path = self.config.ready_path

@@ -270,11 +270,14 @@ def containment_calls(action: np.ndarray, mask: np.ndarray, hosts: Sequence[str]
     """(action kind, host) calls for one step's per-host choices; masked choices are no-ops.
     Release lifts a host's quarantine and its outbound block, whichever it has."""
     calls: list[tuple[str, str]] = []
-    for row in np.flatnonzero(action):
-        choice = int(action[row])
-        if not 0 <= choice < len(ACTIONS) or not mask[row, choice]:
+    allowed = np.asarray(mask).tolist()  # Python values: indexing numpy per host is slow
+    for row, value in enumerate(np.asarray(action).reshape(-1).tolist()):
+        if not value:
             continue
-        host = hosts[int(row)]
+        choice = int(value)
+        if not 0 <= choice < len(ACTIONS) or not allowed[row][choice]:
+            continue
+        host = hosts[row]
         if choice == QUARANTINE:
             calls.append(("quarantine", host))
         elif choice == BLOCK:

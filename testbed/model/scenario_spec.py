@@ -125,8 +125,9 @@ class StopSpec(_Strict):
     when: list[Literal["contained", "all-infected", "crown-jewel-infected"]] = Field(
         ["contained", "all-infected"],
         description="Stop early when any of these holds; the duration always bounds the run.")
-    grace_s: float = Field(3.0, ge=0, le=600, description="Keep running this long after a stop "
-                                                          "condition holds.")
+    grace_s: float = Field(3.0, ge=0, le=600, description=(
+        "Keep running this long after a stop condition holds; the run stops only if the "
+        "condition still holds then (a release that re-opens a path cancels the stop)."))
 
 
 class MonitoringSpec(_Strict):

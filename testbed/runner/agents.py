@@ -94,9 +94,10 @@ class AgentFleet:
             if time.monotonic() >= deadline:
                 raise RunError(self._not_ready_message(hosts, timeout))
 
-    def wake(self, hosts: list[str]) -> None:
+    def wake(self, hosts: list[str], at_monotonic: float | None = None) -> None:
+        """Wake ``hosts`` (patient zero) at ``at_monotonic`` (``time.monotonic()``), or at once."""
         for host in hosts:
-            control.wake(self.state_dir, host)
+            control.wake(self.state_dir, host, at_monotonic)
 
     def stop(self, grace: float = AGENT_STOP_GRACE_S) -> None:
         """Ask every agent to stop; after ``grace`` seconds terminate, then kill, the rest."""

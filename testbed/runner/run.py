@@ -275,6 +275,9 @@ class Run:
         self._heartbeat(t0)
         self._phase("running")
         wake_at, deadline = t0 + spec.worm.start_s, t0 + self.duration
+        # The wake file names the moment, and goes out now: the agents read it at their next
+        # control poll and wake patient zero at that moment, not at the poll's phase after it.
+        agents.wake(outbreak.patient_zero, at_monotonic=wake_at)
         woken, announced = False, set[str]()
         stop_at: float | None = None
         stop_reason = "time limit"
@@ -282,7 +285,6 @@ class Run:
         while True:
             now = time.monotonic()
             if not woken and now >= wake_at:
-                agents.wake(outbreak.patient_zero)
                 woken = True
                 view.say(f"patient zero woke: {', '.join(outbreak.patient_zero)}")
             events = defence.sensor.poll(SENSOR_POLL_S)
@@ -310,6 +312,11 @@ class Run:
                 stop_at = now + spec.stop.grace_s
                 stop_reason = reasons[0]
                 status.stop_reason = f"{stop_reason} (in {spec.stop.grace_s:g}s)"
+            elif not reasons and stop_at is not None:
+                # The condition must hold until the grace period ends: a release right after
+                # containment re-opens the run rather than ending it as contained.
+                stop_at, stop_reason = None, "time limit"
+                status.stop_reason = ""
             view.refresh()
             if stop_at is not None and now >= stop_at:
                 break

@@ -13,7 +13,8 @@ seeds it), ``RateCap``, ``user_gaps``, the agent configs (``build_agent_configs`
 ``testbed.sim.configs``), the policy
 (through ``testbed.sim.network``), the contact tracker (through ``testbed.sim.sensor``), the
 ``DetectorSet`` and the ``Responder`` (driven by the virtual clock, acting on
-:class:`SimDeployment`), and ``apply_action`` on the ``ContainmentState`` the policy reads.
+:class:`SimDeployment`), and ``apply_action`` on the ``ContainmentState`` the policy reads
+(through :func:`land`, which spares most landings rebuilding the record's ``Action``).
 
 Must not: let detectors or the responder see ground truth (they see sensor events and alerts),
 touch a real network, or read the wall clock for anything but ``wall`` fields.
@@ -33,7 +34,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from detectors.base import ConnEvent, SensorContext
+from detectors.base import ConnEvent, Detector, SensorContext
 from testbed.agent.benign import REQUEST_TIMEOUT_S, SCAN_TIMEOUT_S, user_gaps
 from testbed.agent.brain import (
     NEIGHBOUR_PROFILES,
@@ -47,9 +48,11 @@ from testbed.agent.brain import (
 from testbed.agent.config import AgentConfig, BenignTarget, ScannerJob
 from testbed.agent.events import TECHNIQUES
 from testbed.agent.guards import RateCap
+from testbed.agent.neighbours import NEIGHBOUR_POLL_S
 from testbed.errors import BackendError, RunError
 from testbed.model.load_scenario import Scenario
 from testbed.model.spec import Tier
+from testbed.policy import Block, ContainmentState
 from testbed.sim.bindings import (
     ActionRecord,
     ActionTiming,
@@ -89,6 +92,40 @@ def run_secret(seed: int) -> bytes:
     """The run's HMAC secret, derived from the seed (a simulated run has no agents to hide it
     from; deriving it keeps exploit bytes reproducible)."""
     return hashlib.sha256(f"testbed-sim/{seed}".encode()).digest()
+
+
+_LANDED_BLOCKS: dict[tuple[Any, ...], Block] = {}  # (source, params) -> the record's Block
+
+
+def land(state: ContainmentState, record: ActionRecord) -> None:
+    """``apply_action(state, record)`` without building the record's ``Action`` on every
+    landing (a pydantic validation each; a learning defender lands thousands): a quarantine or
+    release names only ``record.target``; a block's ``Block`` is the record's
+    (``to_action().block()``), kept per parameters. Rate limits and failed records go through
+    ``apply_action``. Pinned to ``apply_action`` by tests/unit/test_sim_landing.py."""
+    kind = record.action
+    if not record.ok or kind == "rate-limit":
+        apply_action(state, record)
+    elif kind == "quarantine":
+        state.quarantined.add(record.target)
+    elif kind == "release":
+        state.quarantined.discard(record.target)
+    else:
+        key = (record.target, *sorted(record.params.items()))
+        try:
+            block = _LANDED_BLOCKS.get(key)
+        except TypeError:  # a parameter that cannot be a key (a caller's extra parameters)
+            apply_action(state, record)
+            return
+        if block is None:
+            if len(_LANDED_BLOCKS) >= 65_536:
+                _LANDED_BLOCKS.clear()
+            block = _LANDED_BLOCKS[key] = record.to_action().block()
+        if kind == "block":
+            if block not in state.blocks:
+                state.blocks.append(block)
+        else:  # unblock
+            state.blocks = [each for each in state.blocks if each != block]
 
 
 class _AddressBook:
@@ -151,6 +188,8 @@ class _Worm:
     wake_at: float = 0.0
     in_flight: int = 0
     blocked: bool = False  # waiting for a free in-flight slot (its rate token already taken)
+    next_look: float = 0.0  # when it next reads its host's ARP table (the agent's 1 s poll)
+    looked: int = 0  # how many of the table's entries (in the order they appeared) it has read
 
 
 @dataclass(slots=True)
@@ -224,6 +263,8 @@ class Simulation:
         self._stop_at: float | None = None
         self._responder_due: float | None = None
         self._oracle: ReachabilityOracle | None = None
+        self._rate_limits: dict[str, float] = {}  # state.rate_limited the rate caps are for
+        self._detectors_tick = True  # whether any detector's tick can raise an alert
         self.counters = {"probes": 0, "benign_requests": 0, "events": 0, "alerts": 0,
                          "actions": 0}
         self._salt = 0
@@ -276,7 +317,8 @@ class Simulation:
     def _loop(self) -> float:
         heap = self._heap
         end = self.duration
-        sensor = self.sensor
+        # the sensor's own queue, read as sensor.next_time() would (a call per event costs)
+        queued = self.sensor._queue if self.sensor is not None else []
         pop = heapq.heappop
         events = 0
         while heap and not self._stopped:
@@ -284,11 +326,9 @@ class Simulation:
             if when > end:
                 break
             _, _, handler, argument = pop(heap)
-            if sensor is not None:
-                upcoming = sensor.next_time()
-                if upcoming is not None and upcoming <= when:
-                    self.now = when
-                    self._detect(when)
+            if queued and queued[0][0] <= when:
+                self.now = when
+                self._detect(when)
             self.now = when
             handler(argument)
             events += 1
@@ -332,6 +372,11 @@ class Simulation:
                     self.network.index_of[str(self.topology.hosts[name].ip)])
         self._start_benign()
         if self.detectors is not None:
+            # A detector that keeps the base class's tick raises nothing on a tick: when every
+            # one does, the ticks only drain the sensor (a third of a gym step's events).
+            members = getattr(self.detectors, "detectors", None)
+            self._detectors_tick = members is None or any(
+                type(detector).tick is not Detector.tick for detector in members)
             self.at(timing.sensor_poll_s, self._tick)
         if self.spec.stop.when:
             self._oracle = ReachabilityOracle(self.topology)
@@ -363,7 +408,10 @@ class Simulation:
                 stream.write(json.dumps(record, sort_keys=True) + "\n")
 
     def _stop(self, _: Any) -> None:
-        self._stopped = True
+        # A stop condition that stopped holding during its grace period (a release re-opened a
+        # path) cancelled this stop; a later one schedules its own.
+        if self._stop_at is not None and self.now >= self._stop_at:
+            self._stopped = True
 
     # ---- detection and response ------------------------------------------------------------
     def _detect(self, now: float) -> None:
@@ -379,7 +427,8 @@ class Simulation:
     def _tick(self, _: Any) -> None:
         now = self.now
         self._detect(now)
-        self._alerts(self.detectors.tick(now))
+        if self._detectors_tick:
+            self._alerts(self.detectors.tick(now))
         if self.responder is not None:
             self._acted(self.responder.tick(now))
         self.at(now + self.timing.sensor_poll_s, self._tick)
@@ -409,22 +458,25 @@ class Simulation:
 
     def _acted(self, records: list[Any]) -> None:
         for record in records:
-            typed = ActionRecord.model_validate(record)
+            typed = (record if isinstance(record, ActionRecord)  # already a validated record
+                     else ActionRecord.model_validate(record))
             self.counters["actions"] += 1
             self.at(max(self.now, typed.effective_at), self._enforce, typed)
 
     def _enforce(self, record: Any) -> None:
         """An action lands: the containment state every later decide_flow reads changes now."""
         state = self.network.state
-        apply_action(state, record)
-        self.network.rate_caps = {host: self.network.rate_caps.get(host) or
-                                  RateCap(rate, burst=5.0, now=self.now)
-                                  for host, rate in state.rate_limited.items() if rate > 0}
+        land(state, record)
+        if state.rate_limited != self._rate_limits:  # else the same caps would be rebuilt
+            self._rate_limits = dict(state.rate_limited)
+            self.network.rate_caps = {host: self.network.rate_caps.get(host) or
+                                      RateCap(rate, burst=5.0, now=self.now)
+                                      for host, rate in state.rate_limited.items() if rate > 0}
         self._dirty = True
 
     def _stop_check(self, _: Any) -> None:
         self.at(self.now + self.timing.stop_check_s, self._stop_check)
-        if not self._dirty or self._stop_at is not None or not self.infected:
+        if not self._dirty or not self.infected:
             return
         self._dirty = False
         assert self._oracle is not None
@@ -438,10 +490,15 @@ class Simulation:
         if "crown-jewel-infected" in when and any(
                 self.topology.hosts[h].tier == Tier.CROWN_JEWEL for h in self.infected):
             reasons.append("crown-jewel-infected")
-        if reasons:
+        # The condition must still hold when the grace period ends, as on the emulator: a
+        # release right after containment re-opens the run instead of ending it as contained.
+        if reasons and self._stop_at is None:
             self.stop_reason = reasons[0]
             self._stop_at = self.now + self.spec.stop.grace_s
             self.at(self._stop_at, self._stop)
+        elif not reasons and self._stop_at is not None:
+            self.stop_reason = "time limit"
+            self._stop_at = None
 
     # ---- infection -------------------------------------------------------------------------
     def _wake_patient_zero(self, host: int) -> None:
@@ -464,8 +521,6 @@ class Simulation:
                       seed=derive_seed(config.seed, "worm"), start=now, inherited=inherited)
         for peer in self.peers.get(host, ()):
             brain.see_peer(peer)
-        for neighbour in self.neighbours.get(host, ()):
-            brain.see_neighbour(neighbour)
         cap = RateCap(worm_config.max_probe_rate,
                       burst=max(1.0, worm_config.max_probe_rate / 5), now=now)
         worm = _Worm(host, config, brain, cap, generation, frozenset(config.trusts))
@@ -515,18 +570,29 @@ class Simulation:
             if not may_wake[host]:
                 continue  # never read: see _may_wake
             table = self.neighbours.setdefault(host, {})
-            if address in table:
-                continue
-            table[address] = None
-            worm = self.worms.get(host)
-            if worm is not None:
-                worm.brain.see_neighbour(address)
+            if address not in table:
+                table[address] = None  # its worm reads it at its next look (``_worm_step``)
 
     # ---- the worm loop ---------------------------------------------------------------------
     def _worm_step(self, worm: _Worm) -> None:
-        plan = worm.brain.plan(self.now)
+        brain, now = worm.brain, self.now
+        if self._reads_neighbours:
+            # As the agent: the worm reads its host's ARP table at most once a second (at wake,
+            # then at the first plan NEIGHBOUR_POLL_S later), not the moment an entry appears,
+            # and it wakes for that look.
+            if now >= worm.next_look:
+                table = self.neighbours.get(worm.host)
+                if table is not None and len(table) > worm.looked:
+                    for address in itertools.islice(table, worm.looked, None):
+                        brain.see_neighbour(address)
+                    worm.looked = len(table)
+                worm.next_look = now + NEIGHBOUR_POLL_S
+            plan = brain.plan(now)
+            worm.wake_at = min(plan.wake_at, worm.next_look)
+        else:
+            plan = brain.plan(now)
+            worm.wake_at = plan.wake_at
         worm.queue.extend(plan.probes)
-        worm.wake_at = plan.wake_at
         self._launch(worm)
 
     def _launch(self, worm: Any) -> None:

@@ -225,13 +225,24 @@ class NetworkModel:
                           0, 0, "ARP", (segment,))
         return t + timing.arp_failure_s
 
+    def _resolution(self, sender: str, receiver: str, segment: str, t: float) -> float:
+        """A neighbour that answers: request and reply on ``segment``, each end learns the
+        other; returns when the sender can send."""
+        timing = self.timing
+        sink = self.sink
+        if sink is not None:
+            sink(t, "arp-request", sender, receiver, 0, 0, "ARP", (segment,))
+            sink(t + timing.link_one_way_s, "arp-reply", receiver, sender, 0, 0, "ARP",
+                 (segment,))
+        self._neighbours.add((sender, receiver))
+        self._neighbours.add((receiver, sender))  # it learnt us from our request
+        return t + 2 * timing.link_one_way_s
+
     def _resolve_hops(self, flow: Flow, segments: tuple[str, ...], routers: tuple[str, ...],
                       reach: int, receiver_alive: bool, now: float) -> tuple[float, int]:
         """ARP on every hop the flow's packets cross: (time the first packet leaves the last
         resolved hop, or when the failing hop's resolution gives up; index of the hop whose
         resolution failed, or -1)."""
-        timing = self.timing
-        sink = self.sink
         t = now
         sender = flow.src_ip
         for hop in range(reach):
@@ -246,13 +257,7 @@ class NetworkModel:
             if (sender, receiver) not in self._neighbours:
                 if not answers:
                     return self._failed_resolution(sender, receiver, segment, t), hop
-                if sink is not None:
-                    sink(t, "arp-request", sender, receiver, 0, 0, "ARP", (segment,))
-                    sink(t + timing.link_one_way_s, "arp-reply", receiver, sender, 0, 0, "ARP",
-                         (segment,))
-                self._neighbours.add((sender, receiver))
-                self._neighbours.add((receiver, sender))  # it learnt us from our request
-                t += 2 * timing.link_one_way_s
+                t = self._resolution(sender, receiver, segment, t)
             if hop + 1 < len(segments):
                 sender = str(self.topology.routers[routers[hop]].interfaces[segments[hop + 1]])
         return t, -1
@@ -298,6 +303,10 @@ class NetworkModel:
             not quarantined or name_of_host[target] not in quarantined)
         if len(segments) == 1 and (src_ip, address) in self._neighbours:
             sent, failed_hop = now, -1  # on link, neighbour known: _resolve_hops in short
+        elif len(segments) == 1 and alive and (
+                not quarantined or name_of_host[source] not in quarantined):
+            # on link, a live neighbour that answers: _resolve_hops in short
+            sent, failed_hop = self._resolution(src_ip, address, segments[0], now), -1
         else:
             sent, failed_hop = self._resolve_hops(flow, segments, routers, reach, alive, now)
         sink = self.sink

@@ -53,7 +53,8 @@ class SimSensor:
     def packet(self, time: float, kind: str, src: str, dst: str, sport: int, dport: int,
                proto: str, segments: tuple[str, ...], outcome: str = "",
                payload: bytes = b"") -> None:
-        tap, copies = self._tap(segments)
+        found = self._taps.get(segments)
+        tap, copies = found if found is not None else self._tap(segments)
         if tap is None or (kind == "data" and not self.want_data):
             return
         self.packets += copies
@@ -69,16 +70,24 @@ class SimSensor:
     def drain(self, until: float) -> list[ConnEvent]:
         """Raw and derived events up to ``until``, in time order (derived ones follow the
         packet that caused them; attempts time out at their deadline)."""
-        out: list[ConnEvent] = []
         queue, tracker = self._queue, self.tracker
-        feed, expire = tracker.feed, tracker.expire
+        # ``expire(t)`` does nothing before the first deadline (they are in time order), so it
+        # is called only from then on: most drains (every detector tick) find nothing to do.
+        # ContactTracker has no public accessor for its deadlines yet.
+        deadlines = tracker._deadlines
+        if (not queue or queue[0][0] > until) and (not deadlines or deadlines[0][0] > until):
+            return []
+        out: list[ConnEvent] = []
+        feed, expire, pop = tracker.feed, tracker.expire, heapq.heappop
         while queue and queue[0][0] <= until:
-            time, _, event = heapq.heappop(queue)
-            out.extend(expire(time))
+            time, _, event = pop(queue)
+            if deadlines and deadlines[0][0] <= time:
+                out.extend(expire(time))
             out.append(event)
             if event.kind != "data":
                 out.extend(feed(event))
-        out.extend(expire(until))
+        if deadlines and deadlines[0][0] <= until:
+            out.extend(expire(until))
         self.events += len(out)
         return out
 

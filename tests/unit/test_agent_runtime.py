@@ -229,3 +229,31 @@ def test_agent_package_imports_only_the_standard_library() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_wake_file_written_ahead_wakes_at_the_moment_it_names(state: Path) -> None:
+    """The runner writes the wake file at t0 naming t0 + start_s: the agent wakes then, not at
+    the phase of its 0.25 s control poll; a file without a moment (or a past one) wakes at once."""
+    import asyncio
+    import contextvars
+
+    from testbed.agent.runtime import Agent
+
+    async def woken_at(moment_ahead: float | None) -> tuple[float, bool, float]:
+        agent = Agent(make_config(state, "a", "127.0.0.1", free_port()))
+        agent._context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        woke = loop.create_future()
+        agent.wake = lambda reason, **_: woke.done() or woke.set_result(loop.time())  # type: ignore[method-assign]
+        now = time.monotonic()
+        control.wake(state, "a", None if moment_ahead is None else now + moment_ahead)
+        assert agent.poll_control(now, stop_file=False, wake_file=lambda: True) is False
+        at_once = woke.done()
+        agent.poll_control(now + 0.01, stop_file=False, wake_file=lambda: True)  # read once
+        return now, at_once, await asyncio.wait_for(woke, 5.0)
+
+    asked, at_once, woke = asyncio.run(woken_at(0.3))
+    assert not at_once and woke >= asked + 0.3  # at the named moment, on the monotonic clock
+    _, at_once, _ = asyncio.run(woken_at(None))
+    assert at_once  # no moment named: at the poll that saw the file
+    assert control.wake_moment(state / "no-such-file") is None

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from testbed.actions import ActionRecord, apply_action
-from testbed.containment import ContainmentTimeline, ReachabilityOracle
+from testbed.containment import ContainmentTimeline, PolicyClasses, ReachabilityOracle
+from testbed.errors import TestbedError
 from testbed.model import Topology, load_topology
 from testbed.policy import Block, ContainmentState
 
@@ -104,3 +105,59 @@ def test_incremental_timeline_judges_each_moment_as_a_full_replay(path: Path) ->
         peak = max(peak, len(set(infected) - state.quarantined))
         assert timeline.status == reference_status(reference, infected, state, origin), when
         assert timeline.peak == peak
+
+
+def partition(classes: PolicyClasses) -> set[tuple[tuple[str, ...], str, tuple[object, ...], int]]:
+    """Each class as (its hosts, its representative, its vulnerable ports, its susceptible
+    count): independent of how the classes are numbered."""
+    members: dict[int, list[str]] = {}
+    for host, cls in zip(classes.hosts, classes.of, strict=True):
+        members.setdefault(cls, []).append(host.name)
+    return {(tuple(names), classes.representative[cls].name, classes.ports[cls],
+             classes.susceptible_in[cls]) for cls, names in members.items()}
+
+
+@pytest.mark.parametrize("path", TOPOLOGIES, ids=[p.stem for p in TOPOLOGIES])
+def test_refined_classes_are_the_classes_built_with_the_blocks(path: Path) -> None:
+    topology = load_topology(path)
+    names = sorted(topology.hosts)
+    rng = random.Random(f"refined/{path.stem}")
+    unblocked = PolicyClasses(topology)
+    split = False
+    for round_ in range(40):
+        blocks = [random_block(topology, rng) for _ in range(rng.choice([1, 2, 3]))]
+        if round_ % 2:  # what a defender does most: block one host's every outbound flow
+            blocks.append(Block(source=rng.choice(names)))
+        built, refined = PolicyClasses(topology, blocks), unblocked.refined(blocks)
+        assert partition(refined) == partition(built), blocks
+        assert refined.blocks == built.blocks and len(refined) == len(built)
+        split = split or len(refined) > len(unblocked)
+        classes = range(len(built))
+        verdicts = {(built.representative[s].name, built.representative[t].name):
+                    built.can_infect(s, t) for s in classes for t in classes}
+        assert verdicts == {(refined.representative[s].name, refined.representative[t].name):
+                            refined.can_infect(s, t) for s in classes for t in classes}
+    assert split  # some blocks split classes
+    with pytest.raises(TestbedError):
+        built.refined([])
+
+
+@pytest.mark.parametrize("path", TOPOLOGIES, ids=[p.stem for p in TOPOLOGIES])
+def test_contained_under_hosts_cut_off_agrees_with_every_pair(path: Path) -> None:
+    """Blocks that each stop every flow from one host (what a learning defender's block is)
+    take the oracle's shortcut (those hosts are no sources); the verdict is still the
+    pair-by-pair one."""
+    topology = load_topology(path)
+    names = sorted(topology.hosts)
+    oracle = ReachabilityOracle(topology)
+    rng = random.Random(f"cut-off/{path.stem}")
+    outcomes = set()
+    for _ in range(60 if len(names) < 100 else 12):
+        infected = rng.sample(names, rng.randint(1, max(1, len(names) // 3)))
+        cut_off = rng.sample(infected, rng.randint(0, len(infected))) + rng.sample(names, 2)
+        state = ContainmentState(quarantined=set(rng.sample(names, rng.choice([0, 2]))),
+                                 blocks=[Block(source=name) for name in cut_off])
+        expected = oracle.exposures(infected, state) == []
+        assert oracle.contained(infected, state) is expected, (infected, state)
+        outcomes.add(expected)
+    assert outcomes == {True, False}

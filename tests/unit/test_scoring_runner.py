@@ -146,6 +146,14 @@ def test_outbreak_status_used_by_the_stop_conditions(tiny: Path, tmp_path: Path)
     assert outbreak.status == "spreading" and outbreak.actions_by_kind == {"quarantine": 2}
     outbreak.poll(14.5)
     assert outbreak.status == "contained" and outbreak.stop_reasons() == ["contained"]
+    # a release re-opens the path: the stop condition no longer holds (the runner then cancels
+    # a pending stop instead of ending the run as contained)
+    log.append(ActionRecord(mono=14.6, action="release", target="pc", enforced_s=0.1))
+    outbreak.poll(14.8)
+    assert outbreak.status == "spreading" and outbreak.stop_reasons() == []
+    log.append(ActionRecord(mono=14.8, action="quarantine", target="pc", enforced_s=0.1))
+    outbreak.poll(14.95)
+    assert outbreak.stop_reasons() == ["contained"]
     append_event(state_dir, "db", type="infection", mono=15.0, parent="pc")
     assert outbreak.poll(15.0) == ["db"]
     assert outbreak.status == "burned-out"  # nothing left to protect: not "contained"
