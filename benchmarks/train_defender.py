@@ -181,10 +181,9 @@ def main() -> None:
                         help="draw each episode's patient zero among the training launch pads,"
                              " or always start from the scenario's")
     parser.add_argument("--run-to-duration", action="store_true",
-                        help="train on episodes that ignore the scenario's stop rules (a "
-                             "stop rule, once it holds, ends the episode grace_s later, so a "
-                             "release right after containment would cost nothing); the "
-                             "leaderboard still uses the scenario's rules")
+                        help="train on episodes that ignore the scenario's stop rules "
+                             "(every episode runs its full duration); the leaderboard still "
+                             "uses the scenario's rules")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "policies" /
                         "smb-flat-ppo.npz")
     args = parser.parse_args()

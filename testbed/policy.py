@@ -79,7 +79,8 @@ def decide_flow(topology: Topology, source: Host, destination: ipaddress.IPv4Add
                 port: int | None, proto: str,
                 state: ContainmentState | None = None) -> Verdict:
     """Whether a new flow from ``source`` to ``destination`` is allowed, and why."""
-    destination = ipaddress.IPv4Address(destination)
+    if not isinstance(destination, ipaddress.IPv4Address):  # the sim passes parsed addresses
+        destination = ipaddress.IPv4Address(destination)
     target = topology.host_by_ip.get(destination)
     if state is not None:
         if source.name in state.quarantined:

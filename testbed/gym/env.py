@@ -15,9 +15,8 @@ env's seeded generator), so a learner cannot memorise the scenario's one launch 
 ``plausible_patient_zeros`` lists the low-value hosts a worm plausibly starts from and
 ``split_patient_zeros`` sets some of them aside for held-out evaluation.
 ``stop_when=(...)`` replaces the scenario's stop rules (``()``: run every episode to its
-duration). Why a trainer may want that: a stop rule, once it holds, ends the run ``grace_s``
-later whatever happens meanwhile, so a policy that releases a host right after containing it
-pays nothing for it in an episode that stops on containment.
+duration): every episode then shows the policy the whole outbreak, not only its first
+containment (a stop rule ends the run only if it still holds ``grace_s`` after it began to).
 Must not: put ground truth into the observation or the ``info`` the policy could read as input
 (``info`` carries reward terms for logging only).
 """

@@ -22,6 +22,7 @@ touch a real network, or read the wall clock for anything but ``wall`` fields.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import ipaddress
@@ -29,6 +30,7 @@ import itertools
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -192,6 +194,24 @@ class _Worm:
     looked: int = 0  # how many of the table's entries (in the order they appeared) it has read
 
 
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """The event loop allocates millions of short-lived objects that reference counting frees,
+    yet each allocation counts toward the cyclic collector's next pass, and its full passes
+    walk every brain's and the topology's state (about 15 us per probe on a 100,000-host
+    adaptive run). Collect 100 times less often while the loop runs; nothing is lost: cycles
+    are still collected, later."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 1) * _COLLECTION_SPACING, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+_COLLECTION_SPACING = 100
+
+
 @dataclass(slots=True)
 class _Exploit:
     """A probe in flight: the flow it rides and when it started."""
@@ -315,6 +335,10 @@ class Simulation:
         return SimOutcome(end, self.stop_reason, stats, counters)
 
     def _loop(self) -> float:
+        with _few_collections():
+            return self._run_events()
+
+    def _run_events(self) -> float:
         heap = self._heap
         end = self.duration
         # the sensor's own queue, read as sensor.next_time() would (a call per event costs)
