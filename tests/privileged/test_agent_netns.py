@@ -84,8 +84,12 @@ def outbreak(scenario: Scenario, run_name: str) -> Iterator[tuple[Any, Path]]:
 
 
 def events(state: Path, host: str) -> list[dict[str, Any]]:
+    """The host's complete event lines so far: a live agent may be midway through writing the
+    last one (everything after the last newline)."""
     path = state / "hosts" / host / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line]
 
 
 def infected_hosts(state: Path, topology: Topology) -> set[str]:

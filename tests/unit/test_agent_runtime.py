@@ -68,7 +68,8 @@ def events(state: Path, host: str) -> list[dict[str, Any]]:
     path = state / "hosts" / host / "events.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    # complete lines only: a live agent may be midway through writing the last one
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
