@@ -130,23 +130,45 @@ class ActionRecord(BaseModel):
 
 
 def apply_action(state: ContainmentState, record: ActionRecord) -> None:
-    """Apply one logged action to ``state``; a failed action changes nothing."""
+    """Apply one logged action to ``state``; a failed action changes nothing.
+
+    A quarantine or release names only ``record.target``, and a block's ``Block`` is kept per
+    parameters (``_record_block``): the simulator and a learning defender land thousands of
+    actions, and rebuilding the record's ``Action`` (a pydantic validation) for each was a
+    tenth of a gym step."""
     if not record.ok:
         return
-    action = record.to_action()
-    if action.kind == "quarantine":
-        state.quarantined.add(action.target)
-    elif action.kind == "release":
-        state.quarantined.discard(action.target)
-    elif action.kind == "block":
-        block = action.block()
-        if block not in state.blocks:
-            state.blocks.append(block)
-    elif action.kind == "unblock":
-        block = action.block()
-        state.blocks = [each for each in state.blocks if each != block]
-    elif action.kind == "rate-limit":
-        state.rate_limited[action.target] = float(action.per_second or 0.0)
+    kind = record.action
+    if kind == "quarantine":
+        state.quarantined.add(record.target)
+    elif kind == "release":
+        state.quarantined.discard(record.target)
+    elif kind in ("block", "unblock"):
+        block = _record_block(record)
+        if kind == "block":
+            if block not in state.blocks:
+                state.blocks.append(block)
+        else:
+            state.blocks = [each for each in state.blocks if each != block]
+    elif kind == "rate-limit":
+        state.rate_limited[record.target] = float(record.to_action().per_second or 0.0)
+
+
+_RECORD_BLOCKS: dict[tuple[Any, ...], Block] = {}  # (target, params) -> the record's Block
+
+
+def _record_block(record: ActionRecord) -> Block:
+    """``record.to_action().block()``, kept per (target, parameters)."""
+    key = (record.target, *sorted(record.params.items()))
+    try:
+        block = _RECORD_BLOCKS.get(key)
+    except TypeError:  # a parameter that cannot be a key (a caller's extra parameters)
+        return record.to_action().block()
+    if block is None:
+        if len(_RECORD_BLOCKS) >= 65_536:
+            _RECORD_BLOCKS.clear()
+        block = _RECORD_BLOCKS[key] = record.to_action().block()
+    return block
 
 
 class ActionLog:

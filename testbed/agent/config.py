@@ -40,6 +40,7 @@ __all__ = [
     "events_path",
     "load_config",
     "parse_config",
+    "read_config_file",
     "ready_path",
     "stop_path",
     "wake_path",
@@ -190,16 +191,22 @@ def dump_config(config: AgentConfig) -> dict[str, Any]:
     return data
 
 
+def read_config_file(path: Path, what: str) -> Any:
+    """The JSON in ``path`` (an agent config or a group of them, says ``what``). Raises
+    AgentError naming the file and the problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as err:
+        raise AgentError(f"{path}: cannot read {what}: {err.strerror}") from None
+    except ValueError as err:
+        raise AgentError(f"{path}: {what} is not valid JSON: {err}") from None
+
+
 def load_config(path: str | Path) -> AgentConfig:
     """Read and validate an agent config. Raises AgentError naming the file and the problem."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as err:
-        raise AgentError(f"{path}: cannot read agent config: {err.strerror}") from None
-    except ValueError as err:
-        raise AgentError(f"{path}: agent config is not valid JSON: {err}") from None
+    data = read_config_file(path, "agent config")
     try:
         return parse_config(data)
     except (KeyError, TypeError, ValueError) as err:

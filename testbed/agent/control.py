@@ -2,8 +2,8 @@
 state directory, never the emulated network.
 
 Owns: ``wake`` (a host's dormant worm wakes as patient zero, at a moment the file names),
-``stop_all`` (every agent of the run
-ends within about a quarter second) and ``wait_ready`` (which agents have their services up).
+``stop_all`` (every agent of the run ends within about a quarter second) and ``wait_ready``
+(which agents have their services up).
 Standard library only. File layout: ``testbed.agent.config``.
 """
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.agent.config import AgentConfig, dump_config, parse_config
+from testbed.agent.config import AgentConfig, dump_config, parse_config, read_config_file
 from testbed.errors import AgentError
 
 __all__ = [
@@ -224,13 +224,7 @@ def load_group(path: str | Path) -> list[GroupMember]:
     """Read and validate a group config (every host's config through the same parser as a
     single agent's). Raises AgentError naming the file, the host and the problem."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as err:
-        raise AgentError(f"{path}: cannot read agent group config: {err.strerror}") from None
-    except ValueError as err:
-        raise AgentError(f"{path}: agent group config is not valid JSON: {err}") from None
+    data = read_config_file(path, "agent group config")
     if not isinstance(data, dict) or data.get("group_format") != GROUP_FORMAT:
         raise AgentError(f"{path}: not an agent group config of format {GROUP_FORMAT}")
     shared = data.get("shared")

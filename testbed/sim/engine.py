@@ -13,8 +13,7 @@ seeds it), ``RateCap``, ``user_gaps``, the agent configs (``build_agent_configs`
 ``testbed.sim.configs``), the policy
 (through ``testbed.sim.network``), the contact tracker (through ``testbed.sim.sensor``), the
 ``DetectorSet`` and the ``Responder`` (driven by the virtual clock, acting on
-:class:`SimDeployment`), and ``apply_action`` on the ``ContainmentState`` the policy reads
-(through :func:`land`, which spares most landings rebuilding the record's ``Action``).
+:class:`SimDeployment`), and ``apply_action`` on the ``ContainmentState`` the policy reads.
 
 Must not: let detectors or the responder see ground truth (they see sensor events and alerts),
 touch a real network, or read the wall clock for anything but ``wall`` fields.
@@ -54,7 +53,6 @@ from testbed.agent.neighbours import NEIGHBOUR_POLL_S
 from testbed.errors import BackendError, RunError
 from testbed.model.load_scenario import Scenario
 from testbed.model.spec import Tier
-from testbed.policy import Block, ContainmentState
 from testbed.sim.bindings import (
     ActionRecord,
     ActionTiming,
@@ -94,40 +92,6 @@ def run_secret(seed: int) -> bytes:
     """The run's HMAC secret, derived from the seed (a simulated run has no agents to hide it
     from; deriving it keeps exploit bytes reproducible)."""
     return hashlib.sha256(f"testbed-sim/{seed}".encode()).digest()
-
-
-_LANDED_BLOCKS: dict[tuple[Any, ...], Block] = {}  # (source, params) -> the record's Block
-
-
-def land(state: ContainmentState, record: ActionRecord) -> None:
-    """``apply_action(state, record)`` without building the record's ``Action`` on every
-    landing (a pydantic validation each; a learning defender lands thousands): a quarantine or
-    release names only ``record.target``; a block's ``Block`` is the record's
-    (``to_action().block()``), kept per parameters. Rate limits and failed records go through
-    ``apply_action``. Pinned to ``apply_action`` by tests/unit/test_sim_landing.py."""
-    kind = record.action
-    if not record.ok or kind == "rate-limit":
-        apply_action(state, record)
-    elif kind == "quarantine":
-        state.quarantined.add(record.target)
-    elif kind == "release":
-        state.quarantined.discard(record.target)
-    else:
-        key = (record.target, *sorted(record.params.items()))
-        try:
-            block = _LANDED_BLOCKS.get(key)
-        except TypeError:  # a parameter that cannot be a key (a caller's extra parameters)
-            apply_action(state, record)
-            return
-        if block is None:
-            if len(_LANDED_BLOCKS) >= 65_536:
-                _LANDED_BLOCKS.clear()
-            block = _LANDED_BLOCKS[key] = record.to_action().block()
-        if kind == "block":
-            if block not in state.blocks:
-                state.blocks.append(block)
-        else:  # unblock
-            state.blocks = [each for each in state.blocks if each != block]
 
 
 class _AddressBook:
@@ -490,7 +454,7 @@ class Simulation:
     def _enforce(self, record: Any) -> None:
         """An action lands: the containment state every later decide_flow reads changes now."""
         state = self.network.state
-        land(state, record)
+        apply_action(state, record)
         if state.rate_limited != self._rate_limits:  # else the same caps would be rebuilt
             self._rate_limits = dict(state.rate_limited)
             self.network.rate_caps = {host: self.network.rate_caps.get(host) or
@@ -586,7 +550,7 @@ class Simulation:
         them on netns): an on-link flow whose ARP resolution succeeded puts each end in the
         other's table (the receiver learns the sender from its request). Router interfaces are
         gateways, left out on netns too, so only on-link host-to-host flows count."""
-        if not self._reads_neighbours or flow.target < 0 or len(flow.segments) != 1 or \
+        if flow.target < 0 or len(flow.segments) != 1 or \
                 not self.network.resolved(flow.src_ip, flow.dst_ip):
             return
         may_wake = self._may_wake

@@ -1,6 +1,6 @@
-"""An action landing in the simulator changes the containment state exactly as
-``testbed.actions.apply_action`` does (the engine's ``land`` skips building an ``Action`` for
-quarantines and releases)."""
+"""``testbed.actions.apply_action`` (what every landing in the simulator goes through) changes the
+containment state exactly as applying the record's ``Action`` does: it skips building that
+``Action`` for quarantines and releases and keeps a block's ``Block`` per parameters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import random
 
 from testbed.actions import ACTION_KINDS, ActionRecord, apply_action
 from testbed.policy import ContainmentState
-from testbed.sim.engine import land
 
 HOSTS = ("pc-1", "pc-2", "fileserver")
 
@@ -26,6 +25,24 @@ def record(rng: random.Random) -> ActionRecord:
         params = {"per_second": rng.choice([0.0, 2.0])}
     return ActionRecord(mono=1.0, action=kind, target=target, params=params,
                         ok=rng.random() > 0.2)
+
+
+def land(state: ContainmentState, record: ActionRecord) -> None:
+    """The reference: the record's ``Action``, built and applied every time."""
+    if not record.ok:
+        return
+    action = record.to_action()
+    if action.kind == "quarantine":
+        state.quarantined.add(action.target)
+    elif action.kind == "release":
+        state.quarantined.discard(action.target)
+    elif action.kind == "block":
+        if action.block() not in state.blocks:
+            state.blocks.append(action.block())
+    elif action.kind == "unblock":
+        state.blocks = [each for each in state.blocks if each != action.block()]
+    elif action.kind == "rate-limit":
+        state.rate_limited[action.target] = float(action.per_second or 0.0)
 
 
 def test_landing_changes_the_state_as_apply_action_does() -> None:
