@@ -8,7 +8,13 @@ hosts act per step) and no-ops (the worm spreads unopposed: the most simulation 
 where the time goes (shares of CPU time inside the simulation engine's ``run_until`` and in
 resets, which build a new simulation each).
 
+The vector section does the same for the vectorised environment (``testbed.gym.vector``,
+``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``) at a few batch sizes:
+environment steps per CPU second are episode-steps summed over the batch (a step that only
+autoresets a finished episode is not counted; the episodes' resets are in the time).
+
     python benchmarks/gym_speed.py [--scenario scenarios/smb-flat.yaml] [--seconds 10]
+        [--vector 64,256,1024] [--no-exact]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,11 +75,70 @@ def measure(env: DefendEnv, choose: object, seconds: float) -> dict[str, float]:
             "episodes": episodes, "engine_share": engine / cpu, "reset_share": resets / cpu}
 
 
+def sparse_choices(mask: np.ndarray, rng: np.random.Generator,
+                   probability: float = 0.05) -> np.ndarray:
+    """``RandomPolicy`` over a batch: each host acts with ``probability``, uniformly among its
+    unmasked actions."""
+    allowed = mask[..., 1:] > 0
+    scores = np.where(allowed, rng.random(allowed.shape), -1.0)
+    choice = scores.argmax(axis=-1) + 1
+    acts = (rng.random(choice.shape) < probability) & allowed.any(axis=-1)
+    return np.where(acts, choice, 0).astype(np.int64)
+
+
+def measure_vector(scenario: str, num_envs: int, stream: str,
+                   seconds: float) -> dict[str, float]:
+    """Episode-steps per CPU second of a batch of ``num_envs`` under one action stream."""
+    envs = gymnasium.make_vec("testbed/Defend-v0", num_envs=num_envs,
+                              vectorization_mode="vector_entry_point", scenario=scenario)
+    envs.action_space.seed(0)
+    rng = np.random.default_rng(0)
+    hosts = len(envs.unwrapped.layout.hosts)  # type: ignore[attr-defined]
+    observation, _ = envs.reset(seed=0)
+    clock = time.process_time
+    steps = episodes = 0
+    started, wall_started = clock(), time.perf_counter()
+    while clock() - started < seconds:
+        if stream == "uniform random":
+            actions = envs.action_space.sample()
+        elif stream == "no-op":
+            actions = np.zeros((num_envs, hosts), np.int64)
+        else:
+            actions = sparse_choices(observation["mask"].reshape(num_envs, hosts, -1), rng)
+        observation, _, terminated, truncated, info = envs.step(actions)
+        steps += int(info["_value_lost"].sum())  # the sub-envs that advanced an episode
+        episodes += int((terminated | truncated).sum())
+    cpu, wall = clock() - started, time.perf_counter() - wall_started
+    envs.close()
+    return {"steps_per_s": steps / cpu, "steps_per_wall_s": steps / wall, "steps": steps,
+            "episodes": episodes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=str(REPO / "scenarios" / "smb-flat.yaml"))
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--vector", default="64,256,1024",
+                        help="batch sizes of the vectorised environment ('' to skip)")
+    parser.add_argument("--no-exact", action="store_true",
+                        help="skip the exact environment's figures")
     args = parser.parse_args()
+    if not args.no_exact:
+        exact(args)
+    sizes = [int(n) for n in args.vector.split(",") if n.strip()]
+    if sizes:
+        print(f"vectorised testbed/Defend-v0 (testbed.gym.vector) on {Path(args.scenario).name}"
+              ", one core, episode-steps summed over the batch:")
+        for stream in ("uniform random", "sparse random (5%)", "no-op"):
+            for size in sizes:
+                figures = measure_vector(args.scenario, size, stream, args.seconds)
+                print(f"  {stream:<20} num_envs {size:>5}: {figures['steps_per_s']:>9,.0f} "
+                      f"steps per CPU second ({figures['steps_per_wall_s']:,.0f} per wall "
+                      f"second; {figures['steps']:,} steps, {figures['episodes']:,} episodes)")
+    print("goal: 10,000 steps/s (issue 14)")
+
+
+def exact(args: argparse.Namespace) -> None:
     env = DefendEnv(args.scenario)
     env.action_space.seed(0)
     sparse = RandomPolicy(seed=0)
@@ -90,7 +156,6 @@ def main() -> None:
               f"steps, {figures['episodes']} episodes; time: "
               f"{figures['engine_share']:.0%} simulation engine, "
               f"{figures['reset_share']:.0%} resets, the rest the env and the actions)")
-    print("goal: 10,000 steps/s (issue 14)")
 
 
 if __name__ == "__main__":

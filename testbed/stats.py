@@ -7,7 +7,11 @@ Owns: ``median`` and ``spread`` (median, inclusive quartiles, IQR, count); ``boo
 (percentile bootstrap of the mean, seeded so the same values always give the same interval);
 ``mann_whitney`` (two-sided Mann-Whitney U test: exact permutation distribution for small samples,
 normal approximation with tie correction otherwise, and Cliff's delta as its effect size);
-``holm`` (Holm's step-down correction of a family of p-values); ``intervals_overlap``.
+``holm`` (Holm's step-down correction of a family of p-values); ``intervals_overlap``;
+unpaired equivalence tests against a margin fixed in advance (two one-sided tests, TOST:
+``welch_tost`` on means, ``proportions_tost`` on proportions, both giving an ``Equivalence``
+with its verdict), with the Student t distribution they need (``student_t_cdf``,
+``student_t_quantile``: regularized incomplete beta function, no scipy).
 Knows nothing of runs. numpy only for the bootstrap resampling (pure Python would take minutes on
 a 10,000-run leaderboard).
 """
@@ -22,14 +26,23 @@ from dataclasses import dataclass
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "DIFFERENT",
+    "EQUIVALENT",
+    "INCONCLUSIVE",
     "Comparison",
+    "Equivalence",
     "Spread",
     "bootstrap_mean_ci",
+    "equivalence_verdict",
     "holm",
     "intervals_overlap",
     "mann_whitney",
     "median",
+    "proportions_tost",
     "spread",
+    "student_t_cdf",
+    "student_t_quantile",
+    "welch_tost",
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -179,3 +192,165 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - position) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+# ---- unpaired equivalence tests (TOST) ---------------------------------------------------------
+
+EQUIVALENT, DIFFERENT, INCONCLUSIVE = "equivalent", "different", "inconclusive"
+_BETA_FRACTION_TERMS = 10_000
+_BETA_EPSILON = 1e-15
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST, Schuirmann 1987) of whether ``difference`` (sample minus
+    reference) lies within +-``margin``.
+
+    ``low``/``high``: the (1 - 2 alpha) confidence interval of the difference (90 % for alpha
+    0.05); ``p_value``: the larger of the two one-sided p-values (H0: difference <= -margin,
+    H0: difference >= +margin); ``verdict``: ``EQUIVALENT`` when that interval lies inside the
+    margin (equivalently p < alpha), ``DIFFERENT`` when it lies wholly outside it (the
+    difference is significantly beyond the margin), ``INCONCLUSIVE`` otherwise (too few samples
+    or too much noise to tell). ``degrees_of_freedom``: Welch's, or None for a normal (z)
+    test."""
+
+    difference: float
+    margin: float
+    low: float
+    high: float
+    p_value: float
+    verdict: str
+    standard_error: float
+    degrees_of_freedom: float | None
+
+
+def equivalence_verdict(low: float, high: float, margin: float) -> str:
+    """The TOST verdict of a confidence interval (low, high) against +-margin."""
+    if -margin < low and high < margin:
+        return EQUIVALENT
+    if low >= margin or high <= -margin:
+        return DIFFERENT
+    return INCONCLUSIVE
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz; Press et al.,
+    Numerical Recipes, 3rd ed., section 6.4, ``betacf``)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, _BETA_FRACTION_TERMS + 1):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < _BETA_EPSILON:
+            break
+    return result
+
+
+def _regularized_beta(a: float, b: float, x: float, complement: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function, for 0 <= x <= 1; ``complement`` is
+    1 - x computed by the caller without cancellation (x near 1 would lose it)."""
+    if x <= 0.0:
+        return 0.0
+    if complement <= 0.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log(complement))
+    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, complement) / b
+
+
+def student_t_cdf(t: float, degrees_of_freedom: float) -> float:
+    """P(T <= t) for Student's t with (possibly fractional) ``degrees_of_freedom`` > 0:
+    the tail is I_{v/(v+t^2)}(v/2, 1/2) / 2."""
+    if degrees_of_freedom <= 0:
+        raise ValueError(f"degrees of freedom must be positive, not {degrees_of_freedom}")
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    v = float(degrees_of_freedom)
+    tail = 0.5 * _regularized_beta(v / 2.0, 0.5, v / (v + t * t), t * t / (v + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def student_t_quantile(probability: float, degrees_of_freedom: float) -> float:
+    """The t with ``student_t_cdf(t, df) == probability`` (0 < probability < 1), by bisection
+    (to ~1e-12; the cdf is monotone)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must be in (0, 1), not {probability}")
+    low, high = -1.0, 1.0
+    while student_t_cdf(low, degrees_of_freedom) > probability:
+        low *= 2.0
+    while student_t_cdf(high, degrees_of_freedom) < probability:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if student_t_cdf(middle, degrees_of_freedom) < probability:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-12 * max(1.0, abs(middle)):
+            break
+    return (low + high) / 2.0
+
+
+def welch_tost(sample: Sequence[float], reference: Sequence[float], margin: float, *,
+               alpha: float = 0.05) -> Equivalence | None:
+    """Welch's two one-sided t tests (Schuirmann 1987's TOST with Welch's 1947 unequal-variance
+    t statistic and Welch-Satterthwaite degrees of freedom) of mean(sample) - mean(reference)
+    against +-``margin``, for two independent samples (not paired). None when either sample has
+    fewer than 2 values. When both samples are constant the difference is known exactly:
+    ``EQUIVALENT`` with p 0 inside the margin, ``DIFFERENT`` with p 1 otherwise."""
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, not {margin}")
+    n_s, n_r = len(sample), len(reference)
+    if n_s < 2 or n_r < 2:
+        return None
+    difference = statistics.fmean(sample) - statistics.fmean(reference)
+    share_s = statistics.variance(sample) / n_s
+    share_r = statistics.variance(reference) / n_r
+    variance = share_s + share_r
+    if variance == 0.0:
+        inside = abs(difference) < margin
+        return Equivalence(difference, margin, difference, difference, 0.0 if inside else 1.0,
+                           EQUIVALENT if inside else DIFFERENT, 0.0, None)
+    se = math.sqrt(variance)
+    df = variance ** 2 / (share_s ** 2 / (n_s - 1) + share_r ** 2 / (n_r - 1))
+    p_lower = 1.0 - student_t_cdf((difference + margin) / se, df)  # H0: difference <= -margin
+    p_upper = student_t_cdf((difference - margin) / se, df)        # H0: difference >= +margin
+    half = student_t_quantile(1.0 - alpha, df) * se
+    low, high = difference - half, difference + half
+    return Equivalence(difference, margin, low, high, max(p_lower, p_upper),
+                       equivalence_verdict(low, high, margin), se, df)
+
+
+def proportions_tost(successes: int, trials: int, reference_successes: int,
+                     reference_trials: int, margin: float, *,
+                     alpha: float = 0.05) -> Equivalence | None:
+    """Two one-sided z tests of p_sample - p_reference against +-``margin`` for two independent
+    binomial samples (not paired), with Agresti & Caffo's (2000) adjustment: one success and
+    one failure added to each sample before the Wald statistic, so that 0/n or n/n on both sides
+    still has a variance and the interval keeps its coverage at small n. ``difference`` is the
+    adjusted one the test uses. None when either sample is empty."""
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, not {margin}")
+    if trials <= 0 or reference_trials <= 0:
+        return None
+    rate_s = (successes + 1.0) / (trials + 2.0)
+    rate_r = (reference_successes + 1.0) / (reference_trials + 2.0)
+    difference = rate_s - rate_r
+    se = math.sqrt(rate_s * (1.0 - rate_s) / (trials + 2.0)
+                   + rate_r * (1.0 - rate_r) / (reference_trials + 2.0))
+    normal = statistics.NormalDist()
+    p_lower = 1.0 - normal.cdf((difference + margin) / se)
+    p_upper = normal.cdf((difference - margin) / se)
+    half = normal.inv_cdf(1.0 - alpha) * se
+    low, high = difference - half, difference + half
+    return Equivalence(difference, margin, low, high, max(p_lower, p_upper),
+                       equivalence_verdict(low, high, margin), se, None)

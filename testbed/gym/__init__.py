@@ -1,11 +1,13 @@
 """Learning environments over the simulation backend (issue 14).
 
 Owns: ``testbed.gym.*`` -- registering ``testbed/Defend-v0`` with Gymnasium on import
-(``env``: the single-agent defender), ``parallel_env`` (``parallel``: a PettingZoo
-``ParallelEnv`` with a ``defender`` and a ``worm``), ``register_rllib`` (RLlib's
-``register_env``), the policies (``policies``: the built-in responders as policies and a numpy
-forward pass of a trained one). Must not: be imported by the run-time path of an emulated run
-except ``testbed.gym.policies`` (numpy only), or import training libraries at module level.
+(``env``: the single-agent defender; ``vector``: many of its episodes at once in arrays, its
+``vectorization_mode="vector_entry_point"`` for ``gymnasium.make_vec``), ``parallel_env``
+(``parallel``: a PettingZoo ``ParallelEnv`` with a ``defender`` and a ``worm``),
+``register_rllib`` (RLlib's ``register_env``), the policies (``policies``: the built-in
+responders as policies and a numpy forward pass of a trained one). Must not: be imported by the
+run-time path of an emulated run except ``testbed.gym.policies`` (numpy only), or import
+training libraries at module level.
 
 Use::
 
@@ -28,7 +30,8 @@ except ImportError:  # the numpy policy runtime (testbed.gym.policies) needs no 
     gymnasium = None  # type: ignore[assignment]
 
 if gymnasium is not None and ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="testbed.gym.env:DefendEnv")
+    gymnasium.register(id=ENV_ID, entry_point="testbed.gym.env:DefendEnv",
+                       vector_entry_point="testbed.gym.vector:DefendVectorEnv")
 
 
 def parallel_env(scenario: Any = "scenarios/smb-flat.yaml", **kwargs: Any) -> Any:

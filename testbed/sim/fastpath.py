@@ -80,12 +80,15 @@ if TYPE_CHECKING:
     from testbed.sim.engine import Simulation
     from testbed.sim.truth import TruthLog
 
-__all__ = ["FAST_PROFILES", "SLICE_S", "fast_path_refusal", "run_fast"]
+__all__ = ["FAST_PROFILES", "NOT_VULNERABLE", "PICK_TRIES", "REFUSED", "SLICE_S", "VULNERABLE",
+           "AddressGrid", "fast_path_refusal", "run_fast", "vulnerability_table"]
 
 SLICE_S = 0.05
 """Virtual seconds processed per vectorised step."""
-_REFUSED, _NOT_VULNERABLE, _VULNERABLE = 0, 1, 2
-_PICK_TRIES = 8  # Brain._pick_address
+REFUSED, NOT_VULNERABLE, VULNERABLE = 0, 1, 2
+"""Codes of ``vulnerability_table``: no service on the port, a service the exploit does not
+accept, a service it infects (``testbed.gym.batched`` reads them too)."""
+PICK_TRIES = 8  # Brain._pick_address
 _Accepted = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(source, target, exploit) -> positions whose exploit the target's service accepts and the
 policy lets through."""
@@ -121,7 +124,7 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
     return None
 
 
-def _vulnerability_table(simulation: Simulation) -> tuple[np.ndarray, list[tuple[str, str, int,
+def vulnerability_table(simulation: Simulation) -> tuple[np.ndarray, list[tuple[str, str, int,
                                                                                    str]]]:
     """(host x exploit -> refused / not-vulnerable / vulnerable, exploit descriptions). Hosts
     sharing their services and patches objects share a row, computed once."""
@@ -137,9 +140,9 @@ def _vulnerability_table(simulation: Simulation) -> tuple[np.ndarray, list[tuple
             for exploit in arsenal:
                 service = next((s for s in host.services
                                 if s.port == exploit.port and s.proto == exploit.proto), None)
-                codes.append(_REFUSED if service is None else
-                             _VULNERABLE if exploit_verdict(host, service, exploit.vuln).accepted
-                             else _NOT_VULNERABLE)
+                codes.append(REFUSED if service is None else
+                             VULNERABLE if exploit_verdict(host, service, exploit.vuln).accepted
+                             else NOT_VULNERABLE)
             row = rows[key] = len(distinct)
             distinct.append(codes)
         row_of.append(row)
@@ -188,7 +191,7 @@ def _flow_tables(simulation: Simulation,
     return allowed, delays, class_of
 
 
-class _AddressGrid:
+class AddressGrid:
     """The topology's scanned address space as arrays: draw index (``AddressSpace`` order)
     <-> host index, and each segment's range of draw indices (``cidrs`` are the segments')."""
 
@@ -213,7 +216,7 @@ class _UniformTargets:
     """``classic``: a target uniform over every address (redrawn, at most 8 draws, while it is
     the host's own), an exploit uniform over the arsenal. Draws for a whole slice at once."""
 
-    def __init__(self, grid: _AddressGrid, rng: np.random.Generator, exploits: int,
+    def __init__(self, grid: AddressGrid, rng: np.random.Generator, exploits: int,
                  params: dict[str, Any], accepted: _Accepted) -> None:
         self.grid, self.rng, self.exploits = grid, rng, exploits
 
@@ -230,7 +233,7 @@ class _UniformTargets:
         source, sent = source[order], sent[order]
         slot = rng.integers(0, grid.total, source.size)
         own = grid.slot_of[source]
-        for _ in range(_PICK_TRIES - 1):
+        for _ in range(PICK_TRIES - 1):
             again = slot == own
             if not again.any():
                 break
@@ -249,7 +252,7 @@ class _SweepTargets:
     already): those victims are tracked exactly, per host, as the brain's ``infected`` set.
     Each round of a slice holds a host at most once, so the counters advance in its order."""
 
-    def __init__(self, grid: _AddressGrid, rng: np.random.Generator, exploits: int,
+    def __init__(self, grid: AddressGrid, rng: np.random.Generator, exploits: int,
                  params: dict[str, Any], accepted: _Accepted) -> None:
         self.grid, self.rng, self.exploits, self.accepted = grid, rng, exploits, accepted
         self.local_bias = float(params["local_bias"])
@@ -283,7 +286,7 @@ class _SweepTargets:
             target = np.full(due.size, -1, dtype=np.int64)
             chosen = np.zeros(due.size, dtype=bool)
             pending = np.arange(due.size)
-            for _ in range(_PICK_TRIES):
+            for _ in range(PICK_TRIES):
                 source, near = due[pending], local[pending]
                 home = grid.range_of[source]
                 size = grid.range_size[home]
@@ -329,15 +332,15 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     base_gap = 1.0 / float(params["rate"])
     jitter = float(params["jitter"])
     encoding = str(params["encoding"])
-    grid = _AddressGrid(simulation, config.cidrs)
-    table, exploits = _vulnerability_table(simulation)
+    grid = AddressGrid(simulation, config.cidrs)
+    table, exploits = vulnerability_table(simulation)
     allowed, delays, class_of = _flow_tables(simulation, exploits)
     flat_delay = 2 * timing.link_one_way_s + 3 * timing.one_way(0)
     rng = np.random.default_rng(simulation.seed)
     active = np.zeros(count, dtype=bool)
     next_probe = np.full(count, np.inf)
     generation = np.zeros(count, dtype=np.int64)
-    susceptible = table.max(axis=1) == _VULNERABLE
+    susceptible = table.max(axis=1) == VULNERABLE
     patient_zero = [int(np.flatnonzero(grid.addresses ==
                                        int(simulation.topology.hosts[name].ip))[0])
                     for name in simulation.patient_zero]
@@ -352,7 +355,7 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     def accepted(source: np.ndarray, target: np.ndarray, exploit: np.ndarray) -> np.ndarray:
         """Which probes reach a service that accepts their exploit (infected or already)."""
         live = np.flatnonzero(target >= 0)
-        live = live[table[target[live], exploit[live]] == _VULNERABLE]
+        live = live[table[target[live], exploit[live]] == VULNERABLE]
         if allowed is not None and live.size:  # the policy drops some of them
             live = live[allowed[class_of[source[live]], class_of[target[live]], exploit[live]]]
         return live

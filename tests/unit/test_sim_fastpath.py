@@ -34,11 +34,11 @@ from testbed.policy import decide_flow
 from testbed.sim.engine import Simulation
 from testbed.sim.fastpath import (
     FAST_PROFILES,
-    _AddressGrid,
+    AddressGrid,
     _flow_tables,
     _SweepTargets,
-    _vulnerability_table,
     fast_path_refusal,
+    vulnerability_table,
 )
 from testbed.sim.generate import flat_topology, scenario_for
 from testbed.sim.timing import load_timing
@@ -123,12 +123,12 @@ def test_fast_path_policy_tables_are_decide_flow(path: Path, tmp_path: Path) -> 
     simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=tmp_path,
                             duration=1.0, wall_base=0.0, run_name="t", record_probes=False)
     assert fast_path_refusal(simulation) is None
-    table, exploits = _vulnerability_table(simulation)
+    table, exploits = vulnerability_table(simulation)
     allowed, _, class_of = _flow_tables(simulation, exploits)
     assert allowed is not None
     hosts = simulation.hosts
     pairs = [(s, t, e) for s in range(len(hosts)) for t in range(len(hosts)) if s != t
-             for e in range(len(exploits)) if table[t, e] == 2]  # _VULNERABLE
+             for e in range(len(exploits)) if table[t, e] == 2]  # VULNERABLE
     pairs = random.Random(path.stem).sample(pairs, min(len(pairs), 4000))
     verdicts = set()
     for source, target, exploit in pairs:
@@ -182,7 +182,7 @@ def test_local_preference_sweep_picks_the_brains_targets(local_bias: float,
     simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=tmp_path,
                             duration=1.0, wall_base=0.0, run_name="t", record_probes=False)
     config = simulation.configs["h3"]
-    grid = _AddressGrid(simulation, config.cidrs)
+    grid = AddressGrid(simulation, config.cidrs)
     victims = set(range(5, 15))  # accept every exploit: infected or already
 
     def accepted(source: np.ndarray, target: np.ndarray, exploit: np.ndarray) -> np.ndarray:
