@@ -97,6 +97,7 @@ from testbed.gym.policies import (  # noqa: E402
     RulePolicy,
     baselines,
 )
+from testbed.model.load_scenario import scenario_path  # noqa: E402
 from testbed.runner.signals import sigterm_as_interrupt  # noqa: E402
 from testbed.stats import INCONCLUSIVE, proportions_tost, welch_tost  # noqa: E402
 
@@ -668,13 +669,7 @@ def write_tables(cells: Sequence[Cell], root: Path, settings: dict[str, Any]) ->
 # ---- main ---------------------------------------------------------------------------------------
 
 def resolve_scenarios(names: Sequence[str]) -> list[Path]:
-    paths = []
-    for name in names:
-        path = Path(name)
-        if not path.is_file():
-            path = REPO / "scenarios" / (name if name.endswith(".yaml") else f"{name}.yaml")
-        paths.append(path)
-    return paths
+    return [scenario_path(name, REPO / "scenarios") for name in names]
 
 
 class Progress:

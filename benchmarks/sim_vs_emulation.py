@@ -63,7 +63,7 @@ from scipy import stats as scipy_stats
 
 from testbed.bench import BenchCell, BenchRow, BenchSpec, LoadedBench, cell_row, derive_scenario
 from testbed.errors import TestbedError
-from testbed.model.load_scenario import Scenario, load_scenario
+from testbed.model.load_scenario import Scenario, load_scenario, scenario_path
 from testbed.results import Results
 from testbed.runner.signals import sigterm_as_interrupt
 
@@ -461,13 +461,7 @@ def write_tables(bench: LoadedBench, rows: dict[Job, BenchRow], root: Path,
 # ---- main ---------------------------------------------------------------------------------------
 
 def resolve_scenarios(names: Sequence[str]) -> list[Path]:
-    paths = []
-    for name in names:
-        path = Path(name)
-        if not path.is_file():
-            path = REPO / "scenarios" / (name if name.endswith(".yaml") else f"{name}.yaml")
-        paths.append(path)
-    return paths
+    return [scenario_path(name, REPO / "scenarios") for name in names]
 
 
 def run(scenario_paths: Sequence[Path], profiles: Sequence[str], seeds: int,

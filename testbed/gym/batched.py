@@ -102,7 +102,8 @@ SUCCESS, REFUSED, UNANSWERED = 0, 1, 2
 """First-contact outcome codes (``ContactTracker``'s success / refused / unanswered)."""
 ARP_KEY = 0  # key index of ARP attempts (fan-out counts them as port 0)
 _HINT = ("use the exact environment instead: gymnasium.make('testbed/Defend-v0', ...) "
-         "(testbed.gym.env.DefendEnv) runs every scenario the simulation backend runs")
+         "(testbed.gym.env.DefendEnv) runs every scenario the simulation backend runs; "
+         "batched: gymnasium.make_vec(..., vectorization_mode='sync')")
 _RUN_DIR = Path(tempfile.gettempdir()) / "testbed-gym"  # never written: configs in memory
 _NEVER = np.inf
 _EPSILON = 1e-9

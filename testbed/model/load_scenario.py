@@ -31,7 +31,8 @@ from testbed.model.spec import SERVICE_KINDS
 from testbed.model.topology import Topology
 from testbed.yamlsource import KeyPath, SourceDocument, load_yaml
 
-__all__ = ["DetectorCatalog", "Scenario", "load_scenario", "scenario_from_document"]
+__all__ = ["DetectorCatalog", "Scenario", "load_scenario", "scenario_from_document",
+           "scenario_path"]
 
 
 class DetectorCatalog(Protocol):
@@ -111,6 +112,16 @@ def expand_hosts(topology: Topology, names: list[str]) -> list[str]:
         elif name in topology.segments:
             hosts.extend(h.name for h in topology.hosts_in(name))
     return list(dict.fromkeys(hosts))
+
+
+def scenario_path(name: str | Path, scenarios_dir: Path) -> Path:
+    """A scenario file named by its path, or by its name under ``scenarios_dir``
+    (``smb-flat`` or ``smb-flat.yaml``): how scripts let users name shipped scenarios."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    text = str(name)
+    return scenarios_dir / (text if text.endswith(".yaml") else f"{text}.yaml")
 
 
 def load_scenario(path: str | Path, *, display_name: str | None = None,
