@@ -11,7 +11,8 @@ verdicts equivalent / different / inconclusive. A cell that fails is reported, n
 
 Run: ``python benchmarks/gym_vector_validation.py [--episodes 300] [--scenarios ...]
 [--policies no-op rule sparse-random uniform-random] [--candidate vector|sync-exact]
-[--run-to-duration] [--patient-zero scenario|varied] [--policy-file FILE.npz] [--batch N]
+[--run-to-duration] [--patient-zero scenario|varied] [--policy-file FILE.npz]
+[--seed-offset N] [--batch N]
 [--out runs/gym-vector-validation]``
 
 - Cells: scenarios (default smb-flat) x policies: ``no-op``; ``rule``, the best rule-based
@@ -646,7 +647,8 @@ def write_tables(cells: Sequence[Cell], root: Path, settings: dict[str, Any]) ->
               f"{margins_text()}.\nNumbers: Welch t TOST on candidate - exact means; "
               "proportions: two-proportion z TOST (Agresti-Caffo; its interval is of the "
               "adjusted difference). Unpaired: exact seeds from "
-              f"{EXACT_SEED_BASE}, candidate seeds from {CANDIDATE_SEED_BASE}. First alert and "
+              f"{settings['exact_seeds_from']}, candidate seeds from "
+              f"{settings['candidate_seeds_from']}. First alert and "
               "termination times only over the episodes where they happened (see n). "
               f"Elapsed {settings.get('elapsed_s', 0):.0f} s"
               f"{'; INTERRUPTED' if settings.get('interrupted') else ''}.")
@@ -702,7 +704,8 @@ class Progress:
 def run(scenario_paths: Sequence[Path], policy_names: Sequence[str], episodes: int,
         candidate: str, run_to_duration: bool, root: Path, batch: int | None = None,
         stream: Any = sys.stdout, progress_stream: Any = sys.stderr,
-        varied_patient_zero: bool = False, policy_file: Path | None = None) -> dict[str, Any]:
+        varied_patient_zero: bool = False, policy_file: Path | None = None,
+        seed_offset: int = 0) -> dict[str, Any]:
     """Run every cell (exact then candidate), then write and return the tables."""
     if candidate not in CANDIDATE_FACTORIES:
         raise ValidationError(f"unknown candidate {candidate!r} (known: {', '.join(CANDIDATES)})")
@@ -710,6 +713,10 @@ def run(scenario_paths: Sequence[Path], policy_names: Sequence[str], episodes: i
         raise ValidationError("testbed/gym/vector.py does not exist yet: use --candidate "
                               "sync-exact")
     factory = CANDIDATE_FACTORIES[candidate]
+    if not 0 <= seed_offset <= CANDIDATE_SEED_BASE - EXACT_SEED_BASE - episodes:
+        raise ValidationError(f"--seed-offset {seed_offset} with {episodes} episodes would make "
+                              "the two sides share seeds (or go negative): keep it between 0 "
+                              f"and {CANDIDATE_SEED_BASE - EXACT_SEED_BASE - episodes:,}")
     batch = batch or (episodes if candidate == "vector" else SYNC_BATCH)
     extra: dict[str, Any] = {"stop_when": ()} if run_to_duration else {}
     settings: dict[str, Any] = {
@@ -717,7 +724,8 @@ def run(scenario_paths: Sequence[Path], policy_names: Sequence[str], episodes: i
         "run_to_duration": run_to_duration, "varied_patient_zero": varied_patient_zero,
         "policies": list(policy_names),
         "scenarios": [str(p) for p in scenario_paths],
-        "exact_seeds_from": EXACT_SEED_BASE, "candidate_seeds_from": CANDIDATE_SEED_BASE,
+        "exact_seeds_from": EXACT_SEED_BASE + seed_offset,
+        "candidate_seeds_from": CANDIDATE_SEED_BASE + seed_offset,
         "infected_at_s": list(INFECTED_AT_S)}
     print(margins_text(), file=stream, flush=True)
     def kwargs_of(path: Path) -> dict[str, Any]:
@@ -732,8 +740,10 @@ def run(scenario_paths: Sequence[Path], policy_names: Sequence[str], episodes: i
     progress = Progress(progress_stream)
     cells: list[Cell] = []
     interrupted = False
-    exact_seeds = list(range(EXACT_SEED_BASE, EXACT_SEED_BASE + episodes))
-    candidate_seeds = list(range(CANDIDATE_SEED_BASE, CANDIDATE_SEED_BASE + episodes))
+    exact_seeds = list(range(settings["exact_seeds_from"],
+                             settings["exact_seeds_from"] + episodes))
+    candidate_seeds = list(range(settings["candidate_seeds_from"],
+                                 settings["candidate_seeds_from"] + episodes))
     try:
         with sigterm_as_interrupt():
             for path in scenario_paths:
@@ -786,6 +796,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policy-file", type=Path, default=None,
                         help="also compare under a trained policy (an MlpPolicy .npz written "
                              "by benchmarks/train_defender.py), as the cell 'learned'")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="added to both sides' first seeds: draws a cell again on other "
+                             "episodes (an inconclusive, heavy-tailed cell; keep it below "
+                             f"{CANDIDATE_SEED_BASE - EXACT_SEED_BASE:,} minus --episodes so the "
+                             "two sides never share a seed)")
     parser.add_argument("--batch", type=int, default=None,
                         help=f"candidate sub-envs at once (default: all for vector, "
                              f"{SYNC_BATCH} for sync-exact)")
@@ -795,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = run(resolve_scenarios(args.scenarios), args.policies, args.episodes,
                       args.candidate, args.run_to_duration, args.out, args.batch,
                       varied_patient_zero=args.patient_zero == "varied",
-                      policy_file=args.policy_file)
+                      policy_file=args.policy_file, seed_offset=args.seed_offset)
     except TestbedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
