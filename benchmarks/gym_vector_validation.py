@@ -100,7 +100,13 @@ from testbed.gym.policies import (  # noqa: E402
 )
 from testbed.model.load_scenario import scenario_path  # noqa: E402
 from testbed.runner.signals import sigterm_as_interrupt  # noqa: E402
-from testbed.stats import INCONCLUSIVE, proportions_tost, welch_tost  # noqa: E402
+from testbed.stats import (  # noqa: E402
+    INCONCLUSIVE,
+    format_number,
+    format_p,
+    proportions_tost,
+    welch_tost,
+)
 
 # ---- margins, fixed before any run (issue 14) ---------------------------------------------------
 HOSTS_MARGIN_MIN = 1.0          # hosts (infected totals, actions): max(1, 10 % of the exact mean)
@@ -579,14 +585,8 @@ class Cell:
         return compare(self.exact, self.candidate)
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+_number = format_number
+_p = format_p
 
 
 def _verdict_text(row: MetricComparison) -> str:

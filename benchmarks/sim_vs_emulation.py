@@ -66,6 +66,7 @@ from testbed.errors import TestbedError
 from testbed.model.load_scenario import Scenario, load_scenario, scenario_path
 from testbed.results import Results
 from testbed.runner.signals import sigterm_as_interrupt
+from testbed.stats import format_number, format_p
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -400,14 +401,8 @@ def compare_all(bench: LoadedBench, rows: dict[Job, BenchRow]) -> dict[str, dict
             for scenario, profiles in table.items()}
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+_number = format_number
+_p = format_p
 
 
 def markdown(table: dict[str, dict[str, Any]], header: str) -> str:

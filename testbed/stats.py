@@ -34,6 +34,8 @@ __all__ = [
     "Spread",
     "bootstrap_mean_ci",
     "equivalence_verdict",
+    "format_number",
+    "format_p",
     "holm",
     "intervals_overlap",
     "mann_whitney",
@@ -354,3 +356,15 @@ def proportions_tost(successes: int, trials: int, reference_successes: int,
     low, high = difference - half, difference + half
     return Equivalence(difference, margin, low, high, max(p_lower, p_upper),
                        equivalence_verdict(low, high, margin), se, None)
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    """A table cell: ``value`` to ``digits`` decimals, an en dash for no value."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def format_p(value: float | None) -> str:
+    """A p-value as tables print it: ``<0.001`` below a thousandth, an en dash for none."""
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
