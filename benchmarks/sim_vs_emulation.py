@@ -66,7 +66,14 @@ from testbed.errors import TestbedError
 from testbed.model.load_scenario import Scenario, load_scenario, scenario_path
 from testbed.results import Results
 from testbed.runner.signals import sigterm_as_interrupt
-from testbed.stats import format_number, format_p
+from testbed.stats import (  # the verdicts are this script's vocabulary (its test reads them)
+    DIFFERENT,
+    EQUIVALENT,
+    INCONCLUSIVE,  # noqa: F401
+    equivalence_verdict,
+    format_number,
+    format_p,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,8 +92,7 @@ DEFAULT_PROFILES = ("classic", "local-preference", "hitlist", "adaptive")
 BACKENDS = ("netns", "sim")
 OWN_DETECTORS = "own"
 
-EQUIVALENT, DIFFERENT, INCONCLUSIVE, NO_DATA = ("equivalent", "different", "inconclusive",
-                                                "no data")
+NO_DATA = "no data"
 
 
 def margins_text() -> str:
@@ -120,15 +126,6 @@ class Comparison:
         return {field: getattr(self, field) for field in self.__dataclass_fields__}
 
 
-def _verdict(ci: tuple[float, float], margin: float) -> str:
-    low, high = ci
-    if -margin < low and high < margin:
-        return EQUIVALENT
-    if low >= margin or high <= -margin:
-        return DIFFERENT
-    return INCONCLUSIVE
-
-
 def paired_tost(metric: str, kind: str, netns: Sequence[float], sim: Sequence[float],
                 margin: float, note: str = "") -> Comparison:
     """Paired TOST on d = sim - netns: H0 |mean d| >= margin, rejected when both one-sided
@@ -156,7 +153,7 @@ def paired_tost(metric: str, kind: str, netns: Sequence[float], sim: Sequence[fl
     p_upper = float(scipy_stats.t.cdf((mean - margin) / se, df))   # H0: mean >= +margin
     half = float(scipy_stats.t.ppf(1 - ALPHA, df)) * se
     ci = (mean - half, mean + half)
-    return Comparison(*common, ci, max(p_lower, p_upper), _verdict(ci, margin), note)
+    return Comparison(*common, ci, max(p_lower, p_upper), equivalence_verdict(*ci, margin), note)
 
 
 def matched_proportion_tost(metric: str, netns: Sequence[bool], sim: Sequence[bool],
@@ -183,7 +180,7 @@ def matched_proportion_tost(metric: str, netns: Sequence[bool], sim: Sequence[bo
     netns_rate, sim_rate = sum(netns) / pairs, sum(sim) / pairs
     return Comparison(metric, "proportion", test, pairs, netns_rate, sim_rate,
                       sim_rate - netns_rate, margin, ci, max(p_lower, p_upper),
-                      _verdict(ci, margin),
+                      equivalence_verdict(*ci, margin),
                       f"discordant pairs: {only_netns} netns only, {only_sim} sim only")
 
 

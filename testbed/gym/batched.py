@@ -70,7 +70,6 @@ import numpy as np
 
 from detectors.base import SensorContext
 from testbed.agent.benign import REQUEST_TIMEOUT_S
-from testbed.agent.brain import AddressSpace
 from testbed.containment import PolicyClasses
 from testbed.detection import DetectorSet
 from testbed.errors import Diagnostic, InputError
@@ -84,6 +83,8 @@ from testbed.sim.fastpath import (
     SLICE_S,
     VULNERABLE,
     AddressGrid,
+    pacing_refusal,
+    uniform_slots,
     vulnerability_table,
 )
 from testbed.sim.fastpath import (
@@ -130,10 +131,6 @@ class VectorDomainError(InputError):
     """The scenario is outside what the batched engine models exactly in distribution."""
 
 
-def _config_facts(simulation: Simulation) -> Any:
-    return next(iter(simulation.configs.values()))
-
-
 def batched_refusal(scenario: Scenario, simulation: Simulation,
                     duration: float) -> tuple[str, str] | None:
     """Why the batched engine cannot run ``scenario`` ((message, key path); None: it can)."""
@@ -157,14 +154,9 @@ def batched_refusal(scenario: Scenario, simulation: Simulation,
         if simulation.configs[name].scanner is not None:
             return (f"host {name!r} runs a benign scanner, out of the vectorised environment's "
                     "domain", "benign.scanners")
-    worm = _config_facts(simulation).worm
-    if float(worm.params["jitter"]) >= 1 / 3:
-        return ("worm jitter of 1/3 or more (the runtime's rate cap would bind)",
-                "worm.params.jitter")
-    if float(worm.params["rate"]) * (worm.connect_timeout_s + worm.reply_timeout_s) >= \
-            worm.max_in_flight:
-        return ("a worm rate at which the runtime's in-flight cap would bind",
-                "worm.params.rate")
+    binding = pacing_refusal(simulation)
+    if binding is not None:
+        return f"worm {binding[0]}", binding[1]
     topology = scenario.topology
     if len(topology.host_by_ip) != len(topology.hosts):
         return ("hosts sharing an address", "topology")
@@ -286,7 +278,7 @@ class BatchedOutbreak:
         hosts = simulation.hosts
         self.names = [h.name for h in hosts]
         self.hosts = H = len(hosts)
-        config = _config_facts(simulation)
+        config = next(iter(simulation.configs.values()))  # the worm's facts, alike on every host
         worm = config.worm
         self.profile = scenario.spec.worm.profile
         self.base_gap = 1.0 / float(worm.params["rate"])
@@ -294,17 +286,13 @@ class BatchedOutbreak:
         self.local_bias = float(worm.params.get("local_bias", 0.0))
         self.start_s = float(scenario.spec.worm.start_s) + timing.wake_delay_s
         self.grid = grid = AddressGrid(simulation, config.cidrs)
-        A = grid.total
         network = simulation.network
         segments = list(topology.segments)
         self.segment_of_host = np.array([segments.index(h.segment) for h in hosts], np.int64)
-        slot_addresses = np.empty(A, np.int64)
-        for range_index, (first, size) in enumerate(AddressSpace(config.cidrs).ranges):
-            offset = int(grid.range_offset[range_index])
-            slot_addresses[offset:offset + size] = np.arange(first, first + size)
+        slot_addresses = grid.slot_addresses()
         self.slot_segment = np.array(
-            [segments.index(s) if (s := network.segment_of(_dotted(int(a)))) is not None
-             else -1 for a in slot_addresses], np.int64)
+            [segments.index(s) if (s := network.segment_of(str(ipaddress.IPv4Address(a))))
+             is not None else -1 for a in slot_addresses.tolist()], np.int64)
         S = len(segments)
         monitored = scenario.monitored_segments()
         seen = np.array([s in monitored for s in segments])
@@ -611,13 +599,8 @@ class BatchedOutbreak:
         host = due % H
         count = due.size
         if self.profile == "classic":
-            slot = rng.integers(0, grid.total, count)
             own = grid.slot_of[host]
-            for _ in range(PICK_TRIES - 1):
-                again = slot == own
-                if not again.any():
-                    break
-                slot[again] = rng.integers(0, grid.total, int(again.sum()))
+            slot = uniform_slots(rng, grid.total, own)
             slot[slot == own] = -1
         else:
             slot = self._sweep(due, host, rng.random(count) < self.local_bias)
@@ -1093,6 +1076,3 @@ class BatchedOutbreak:
         self.stop_reason[rows[cancel]] = 0
         self.stop_at[rows[cancel]] = _NEVER
 
-
-def _dotted(value: int) -> str:
-    return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"

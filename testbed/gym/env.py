@@ -43,8 +43,8 @@ from testbed.model.spec import Tier
 from testbed.model.topology import Topology
 from testbed.sim.timing import Timing, load_timing
 
-__all__ = ["DefendEnv", "plausible_patient_zeros", "scenario_of", "split_patient_zeros",
-           "with_patient_zero", "with_stop_rules"]
+__all__ = ["DefendEnv", "plausible_patient_zeros", "require_patient_zero", "scenario_of",
+           "split_patient_zeros", "with_patient_zero", "with_stop_rules"]
 
 _SEED_BOUND = 2**31 - 1
 _LOW_VALUE_TIERS = (Tier.LAUNCH_PAD, Tier.WORKSTATION)
@@ -75,12 +75,17 @@ def with_stop_rules(scenario: Scenario, when: Sequence[str]) -> Scenario:
     return replace(scenario, spec=scenario.spec.model_copy(update={"stop": stop}))
 
 
-def with_patient_zero(scenario: Scenario, host: str) -> Scenario:
-    """``scenario`` with the worm starting from ``host`` instead (everything else equal)."""
+def require_patient_zero(scenario: Scenario, host: str) -> None:
+    """``InputError`` unless ``host`` is a host of the scenario's topology."""
     if host not in scenario.topology.hosts:
         raise InputError(Diagnostic(str(scenario.path), 0, 0,
                                     f"patient zero {host!r} is not a host of topology "
                                     f"{scenario.topology.name!r}", "worm.patient_zero"))
+
+
+def with_patient_zero(scenario: Scenario, host: str) -> Scenario:
+    """``scenario`` with the worm starting from ``host`` instead (everything else equal)."""
+    require_patient_zero(scenario, host)
     worm = scenario.spec.worm.model_copy(update={"patient_zero": [host]})
     return replace(scenario, spec=scenario.spec.model_copy(update={"worm": worm}))
 

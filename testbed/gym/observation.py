@@ -4,7 +4,9 @@ Owns: the observation layout (``ObservationLayout``) and its incremental builder
 (``ObservationBuilder``): per host, in the topology's fixed host order, recent alerts per
 detector, recent failed first contacts and recent fan-out (new destinations), from the sensor's
 ``outcome`` events; quarantine and block state; tier (one-hot) and value; segment (one-hot); and
-the action mask (no-op / quarantine / release / block).
+the action mask (no-op / quarantine / release / block). ``action_mask`` and
+``assemble_features`` work over any leading shape, so the vectorised environment
+(``testbed.gym.vector``) builds its batch of observations with the same column order and mask.
 Must not: see ground truth. Its only inputs are ``testbed.gym.stepping.SocFeed`` (alerts,
 connection events, containment state) and the topology; an import-linter contract forbids this
 module to import ``testbed.truth``, ``testbed.scoring``, ``testbed.results`` and
@@ -22,7 +24,8 @@ from testbed.model.spec import Tier
 from testbed.model.topology import Topology
 from testbed.policy import ContainmentState
 
-__all__ = ["ACTIONS", "FEATURE_CEILING", "ObservationBuilder", "ObservationLayout"]
+__all__ = ["ACTIONS", "FEATURE_CEILING", "ObservationBuilder", "ObservationLayout", "action_mask",
+           "assemble_features"]
 
 ACTIONS = ("no-op", "quarantine", "release", "block")
 """Per-host action indices of ``testbed/Defend-v0``."""
@@ -30,6 +33,32 @@ NOOP, QUARANTINE, RELEASE, BLOCK = range(4)
 _TIERS = tuple(Tier)
 FEATURE_CEILING = 32.0
 """Counts enter as log1p(count), clipped here: a bounded observation space."""
+
+
+def action_mask(quarantined: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """The action mask over any leading shape, (..., hosts) -> (..., hosts, 4) int8: quarantine
+    where not quarantined, release where quarantined or blocked, block where neither."""
+    mask = np.ones((*quarantined.shape, len(ACTIONS)), np.int8)
+    mask[..., QUARANTINE] = ~quarantined
+    mask[..., RELEASE] = quarantined | blocked
+    mask[..., BLOCK] = ~(quarantined | blocked)
+    return mask
+
+
+def assemble_features(alerts: np.ndarray, failures: np.ndarray, fanout: np.ndarray,
+                      quarantined: np.ndarray, blocked: np.ndarray,
+                      static: np.ndarray) -> np.ndarray:
+    """The feature matrix in ``ObservationLayout.columns`` order over any leading shape
+    (..., hosts): log1p of the decayed counts (``alerts`` has a detector axis last), the
+    containment flags, then ``static`` (hosts x static columns, the same for every leading
+    index); float32, clipped at ``FEATURE_CEILING``."""
+    lead = failures.shape
+    features = np.concatenate(
+        (np.log1p(alerts), np.log1p(failures)[..., None], np.log1p(fanout)[..., None],
+         quarantined[..., None], blocked[..., None],
+         np.broadcast_to(static, (*lead, static.shape[-1]))), axis=-1, dtype=np.float32)
+    np.minimum(features, FEATURE_CEILING, out=features)
+    return features
 
 
 @dataclass(frozen=True)
@@ -76,7 +105,8 @@ class ObservationBuilder:
             static[i, _TIERS.index(host.tier)] = 1.0
             static[i, len(_TIERS)] = host.value / top_value
             static[i, len(_TIERS) + 1 + segment_column[host.segment]] = 1.0
-        self._static = static
+        self.static = static
+        """Tier one-hot, value and segment one-hot per host: the columns no episode changes."""
         self._quarantined = np.zeros(count, dtype=np.float32)
         self._blocked = np.zeros(count, dtype=np.float32)
         self._mask = self._compute_mask()
@@ -119,11 +149,8 @@ class ObservationBuilder:
         self._mask = self._compute_mask()  # a new array: one handed out never changes
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
-        features = np.concatenate(
-            (np.log1p(self._alerts), np.log1p(self._failures)[:, None],
-             np.log1p(self._fanout)[:, None], self._quarantined[:, None],
-             self._blocked[:, None], self._static), axis=1, dtype=np.float32)
-        np.minimum(features, FEATURE_CEILING, out=features)
+        features = assemble_features(self._alerts, self._failures, self._fanout,
+                                     self._quarantined, self._blocked, self.static)
         return features, self.mask()
 
     def mask(self) -> np.ndarray:
@@ -131,10 +158,4 @@ class ObservationBuilder:
         return self._mask
 
     def _compute_mask(self) -> np.ndarray:
-        quarantined = self._quarantined > 0
-        blocked = self._blocked > 0
-        mask = np.ones((len(self._row), len(ACTIONS)), dtype=np.int8)
-        mask[:, QUARANTINE] = ~quarantined
-        mask[:, RELEASE] = quarantined | blocked
-        mask[:, BLOCK] = ~(quarantined | blocked)
-        return mask
+        return action_mask(self._quarantined > 0, self._blocked > 0)

@@ -44,9 +44,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from testbed.errors import Diagnostic, InputError
 from testbed.gym.batched import STOP_REASONS, BatchedOutbreak
-from testbed.gym.env import scenario_of, with_stop_rules
+from testbed.gym.env import require_patient_zero, scenario_of, with_stop_rules
 from testbed.gym.observation import (
     ACTIONS,
     BLOCK,
@@ -54,22 +53,15 @@ from testbed.gym.observation import (
     QUARANTINE,
     RELEASE,
     ObservationBuilder,
+    action_mask,
+    assemble_features,
 )
 from testbed.model.load_scenario import Scenario
 from testbed.sim.timing import Timing, load_timing
 
-__all__ = ["DefendVectorEnv", "action_mask"]
+__all__ = ["DefendVectorEnv"]
 
 _STEP_KEYS = ("value_lost", "benign_cut_off", "actions", "infected_total", "stop_reason")
-
-
-def action_mask(quarantined: np.ndarray, blocked: np.ndarray) -> np.ndarray:
-    """``ObservationBuilder``'s mask rules over any leading shape: (..., hosts, 4) int8."""
-    mask = np.ones((*quarantined.shape, len(ACTIONS)), np.int8)
-    mask[..., QUARANTINE] = ~quarantined
-    mask[..., RELEASE] = quarantined | blocked
-    mask[..., BLOCK] = ~(quarantined | blocked)
-    return mask
 
 
 class DefendVectorEnv(VectorEnv[Any, Any, Any]):  # type: ignore[misc]
@@ -108,8 +100,7 @@ class DefendVectorEnv(VectorEnv[Any, Any, Any]):  # type: ignore[misc]
                                      contacts=contact_features)
         self.layout = builder.layout
         assert self.layout.hosts == tuple(self.engine.names)
-        features, _ = builder.observe()  # an empty episode: only the static columns are set
-        self._static = features[:, len(detectors) + 4:]
+        self._static = builder.static
         host_count, width = len(self.layout.hosts), self.layout.width
         self.single_observation_space = spaces.Dict({
             "observation": spaces.Box(0.0, FEATURE_CEILING, (host_count * width,), np.float32),
@@ -121,10 +112,7 @@ class DefendVectorEnv(VectorEnv[Any, Any, Any]):  # type: ignore[misc]
         self.patient_zeros = tuple(patient_zeros or ())
         self._row = {name: i for i, name in enumerate(self.layout.hosts)}
         for name in (*self.patient_zeros, *self.scenario.patient_zero()):
-            if name not in self._row:
-                raise InputError(Diagnostic(str(self.scenario.path), 0, 0,
-                                            f"patient zero {name!r} is not a host of topology "
-                                            f"{topology.name!r}", "worm.patient_zero"))
+            require_patient_zero(self.scenario, name)
         E, H, D = self.num_envs, host_count, len(detectors)
         self._alerts = np.zeros((E, H, D), np.float32)  # decayed sensor-side counts
         self._failures = np.zeros((E, H), np.float32)
@@ -249,14 +237,8 @@ class DefendVectorEnv(VectorEnv[Any, Any, Any]):  # type: ignore[misc]
         """The observation from the sensor-side counters and the containment only."""
         E = self.num_envs
         c = self.engine.containment
-        quarantined = c.quarantined.astype(np.float32)
-        blocked = c.blocked.astype(np.float32)
-        features = np.concatenate(
-            (np.log1p(self._alerts), np.log1p(self._failures)[..., None],
-             np.log1p(self._fanout)[..., None], quarantined[..., None], blocked[..., None],
-             np.broadcast_to(self._static, (E, *self._static.shape))), axis=2,
-            dtype=np.float32)
-        np.minimum(features, FEATURE_CEILING, out=features)
+        features = assemble_features(self._alerts, self._failures, self._fanout,
+                                     c.quarantined, c.blocked, self._static)
         return {"observation": features.reshape(E, -1),
                 "mask": action_mask(c.quarantined, c.blocked).reshape(E, -1)}
 

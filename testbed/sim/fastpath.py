@@ -81,7 +81,8 @@ if TYPE_CHECKING:
     from testbed.sim.truth import TruthLog
 
 __all__ = ["FAST_PROFILES", "NOT_VULNERABLE", "PICK_TRIES", "REFUSED", "SLICE_S", "VULNERABLE",
-           "AddressGrid", "fast_path_refusal", "run_fast", "vulnerability_table"]
+           "AddressGrid", "fast_path_refusal", "pacing_refusal", "run_fast", "uniform_slots",
+           "vulnerability_table"]
 
 SLICE_S = 0.05
 """Virtual seconds processed per vectorised step."""
@@ -114,14 +115,34 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
             topology.routers or len(topology.segments) > 1
             or any(not host.firewall.is_open for host in topology.hosts.values())):
         return "the 'contained' stop condition on a segmented network"
-    config = next(iter(simulation.configs.values()))
-    params, worm = config.worm.params, config.worm
-    if float(params["jitter"]) >= 1 / 3:
-        return "jitter of 1/3 or more (the runtime's rate cap would bind)"
-    if float(params["rate"]) * (worm.connect_timeout_s + worm.reply_timeout_s) >= \
+    binding = pacing_refusal(simulation)
+    return None if binding is None else binding[0]
+
+
+def pacing_refusal(simulation: Simulation) -> tuple[str, str] | None:
+    """(why, scenario key) when the agent runtime's pacing caps could bind for this worm, which
+    an array model that draws probe gaps from the rate alone does not reproduce (None: they
+    never bind)."""
+    worm = next(iter(simulation.configs.values())).worm
+    if float(worm.params["jitter"]) >= 1 / 3:
+        return "jitter of 1/3 or more (the runtime's rate cap would bind)", "worm.params.jitter"
+    if float(worm.params["rate"]) * (worm.connect_timeout_s + worm.reply_timeout_s) >= \
             worm.max_in_flight:
-        return "a rate at which the in-flight cap would bind"
+        return "a rate at which the in-flight cap would bind", "worm.params.rate"
     return None
+
+
+def uniform_slots(rng: np.random.Generator, total: int, own: np.ndarray) -> np.ndarray:
+    """One address slot per entry of ``own`` (each prober's own slot), uniform over ``total``
+    and drawn again while it is the prober's own, at most ``PICK_TRIES`` draws in all
+    (``Brain._pick_address``); a slot still equal to ``own`` after that means no probe."""
+    slot = rng.integers(0, total, own.size)
+    for _ in range(PICK_TRIES - 1):
+        again = slot == own
+        if not again.any():
+            break
+        slot[again] = rng.integers(0, total, int(again.sum()))
+    return slot
 
 
 def vulnerability_table(simulation: Simulation) -> tuple[np.ndarray, list[tuple[str, str, int,
@@ -210,6 +231,12 @@ class AddressGrid:
         self.host_at = np.full(self.total, -1, dtype=np.int64)
         self.host_at[self.slot_of] = np.arange(count)
         self.addresses = addresses
+        self._ranges = space.ranges
+
+    def slot_addresses(self) -> np.ndarray:
+        """The address (as an integer) of every draw index, built on demand."""
+        return np.concatenate([np.arange(first, first + size, dtype=np.int64)
+                               for first, size in self._ranges] or [np.zeros(0, np.int64)])
 
 
 class _UniformTargets:
@@ -231,13 +258,8 @@ class _UniformTargets:
         sent = np.concatenate([clock for _, clock in rounds])
         order = np.argsort(sent, kind="stable")
         source, sent = source[order], sent[order]
-        slot = rng.integers(0, grid.total, source.size)
         own = grid.slot_of[source]
-        for _ in range(PICK_TRIES - 1):
-            again = slot == own
-            if not again.any():
-                break
-            slot[again] = rng.integers(0, grid.total, int(again.sum()))
+        slot = uniform_slots(rng, grid.total, own)
         aimed = slot != own
         exploit = rng.integers(0, self.exploits, source.size)
         return source[aimed], sent[aimed], grid.host_at[slot[aimed]], exploit[aimed]
