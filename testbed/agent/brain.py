@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from testbed.agent.config import AgentConfig
 
 __all__ = [
+    "MEMORY",
     "NEIGHBOUR_PROFILES",
     "OBSERVING_PROFILES",
+    "PEER_MEMORY",
     "PROFILE_PARAMETERS",
     "TACTIC_ARMS",
     "AddressSpace",
@@ -75,7 +77,11 @@ _REWARD = {"infected": 1.0, "already": 0.0, "not-vulnerable": 0.0, "rejected": 0
 _VANISH_PENALTY = -1.0
 _CONNECTED = ("infected", "already", "not-vulnerable", "rejected", "ok")
 _SILENT = ("timeout", "prohibited", "unreachable")
-_MEMORY = 4096  # bound on remembered peers
+MEMORY = 4096
+"""Bound on a brain's remembered answers, hit-list hosts and observed hosts."""
+PEER_MEMORY = 1024
+"""Bound on the peers (hosts that connected to its host) an agent keeps for its worm
+(``Agent.note_peer``; the sim's engine and fast path keep the same)."""
 _OBSERVED_TACTICS = frozenset({"recon", "mimic", "planned"})
 _SCANNING_ARMS = ("uniform", "sequential", "local")
 _IDLE_S = 3600.0
@@ -302,7 +308,7 @@ class Brain:
         self.knowledge: Knowledge | None = None
         if profile in NEIGHBOUR_PROFILES:
             self.knowledge = Knowledge(view.address, view.arsenal, view.cidrs,
-                                       view.segment_cidr, memory=_MEMORY,
+                                       view.segment_cidr, memory=MEMORY,
                                        own_services=view.services)
         self.mimicry = MimicSchedule(view.users, view.backup, view.arsenal)
         self._mimic_in_flight: set[tuple[str, str]] = set()
@@ -556,7 +562,7 @@ class Brain:
     def _add_to_hitlist(self, address: str) -> None:
         if self.knowledge is not None and address not in self._trusts:
             self.knowledge.note_live(address)  # a peer or a host that answered: it exists
-        if address in self._hitlisted or len(self._hitlisted) >= _MEMORY:
+        if address in self._hitlisted or len(self._hitlisted) >= MEMORY:
             return
         self._hitlisted.add(address)
         for exploit, key in self._exploit_keys:
@@ -617,7 +623,7 @@ class Brain:
     def _remember_answer(self, address: str, when: float) -> None:
         self._answered[address] = when
         self._answered.move_to_end(address)
-        while len(self._answered) > _MEMORY:
+        while len(self._answered) > MEMORY:
             self._answered.popitem(last=False)
         if self.profile in ("hitlist", "stealth", "adaptive"):
             self._add_to_hitlist(address)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from testbed.agent.benign import run_backup, run_scanner, run_user
-from testbed.agent.brain import Brain, Observation, Probe, WormView, arm_names
+from testbed.agent.brain import PEER_MEMORY, Brain, Observation, Probe, WormView, arm_names
 from testbed.agent.clients import benign_request, exchange
 from testbed.agent.config import AgentConfig, ServiceConfig
 from testbed.agent.control import wake_moment
@@ -268,7 +268,7 @@ class Agent:
             return
         if peer not in self._peers:
             self._peers[peer] = None
-            if len(self._peers) > 1024:
+            if len(self._peers) > PEER_MEMORY:
                 self._peers.popitem(last=False)
             if self.brain is not None:
                 self.brain.see_peer(peer)

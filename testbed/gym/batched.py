@@ -78,7 +78,6 @@ from testbed.model.spec import Tier
 from testbed.sensor.contacts import DEFAULT_CONTACT_TIMEOUT_S
 from testbed.sim.engine import Simulation
 from testbed.sim.fastpath import (
-    FAST_PROFILES,
     PICK_TRIES,
     SLICE_S,
     VULNERABLE,
@@ -92,10 +91,12 @@ from testbed.sim.fastpath import (
 )
 from testbed.sim.timing import Timing
 
-__all__ = ["BATCHED_DETECTORS", "SLICE_S", "STOP_REASONS", "BatchedOutbreak",
+__all__ = ["BATCHED_DETECTORS", "BATCHED_PROFILES", "SLICE_S", "STOP_REASONS", "BatchedOutbreak",
            "ContainmentArrays", "GroundTruth", "SensorSide", "VectorDomainError",
            "batched_refusal"]
 
+BATCHED_PROFILES = ("classic", "local-preference")
+"""Worm profiles the batched engine models (the sim fast path's array profiles)."""
 BATCHED_DETECTORS = ("trw", "fanout")
 """Detectors the batched engine models (both read first-contact outcomes only)."""
 STOP_REASONS = ("", "contained", "all-infected", "crown-jewel-infected")
@@ -135,9 +136,9 @@ def batched_refusal(scenario: Scenario, simulation: Simulation,
                     duration: float) -> tuple[str, str] | None:
     """Why the batched engine cannot run ``scenario`` ((message, key path); None: it can)."""
     spec = scenario.spec
-    if spec.worm.profile not in FAST_PROFILES:
+    if spec.worm.profile not in BATCHED_PROFILES:
         return (f"worm profile {spec.worm.profile!r} is out of the vectorised environment's "
-                f"domain ({' and '.join(FAST_PROFILES)} only: hit lists and learning brains "
+                f"domain ({' and '.join(BATCHED_PROFILES)} only: hit lists and learning brains "
                 "are per-worm state in event order)", "worm.profile")
     for position, detector in enumerate(spec.detectors):
         if detector.name not in BATCHED_DETECTORS:

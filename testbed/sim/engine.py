@@ -40,6 +40,7 @@ from testbed.agent.benign import REQUEST_TIMEOUT_S, SCAN_TIMEOUT_S, user_gaps
 from testbed.agent.brain import (
     NEIGHBOUR_PROFILES,
     OBSERVING_PROFILES,
+    PEER_MEMORY,
     Brain,
     Observation,
     Probe,
@@ -82,7 +83,6 @@ PROBE_RECORDS_HOST_LIMIT = 10_000
 """Above this many hosts, per-probe records (probe, token-rejected, benign-request) and per-host
 ones (listen, stop) are off by default; wakes, infections, defence signals, alerts and actions
 are always recorded."""
-_PEER_MEMORY = 1024  # Agent.note_peer's bound
 _MIN_WAIT_S = 1e-9  # shortest reschedule of a rate-capped launch (see Simulation._launch)
 PACKET_DETECTORS = frozenset({"suricata"})
 _push = heapq.heappush
@@ -516,7 +516,7 @@ class Simulation:
         self.at(now, self._worm_step, worm)
 
     @cached_property
-    def _may_wake(self) -> bytearray:
+    def may_wake(self) -> bytearray:
         """Per host index, 1 if its worm can ever run: patient zero, or a host with a service
         vulnerability it has not patched (``exploit_verdict`` accepts nothing else). The
         peers and neighbours of the others are never read (``_wake`` is where they are), so
@@ -531,7 +531,7 @@ class Simulation:
 
     def _note_peer(self, host: int, peer: str) -> None:
         """``Agent.note_peer``: a host that talked to us joins the worm's hit list."""
-        if self.profile not in OBSERVING_PROFILES or not self._may_wake[host]:
+        if self.profile not in OBSERVING_PROFILES or not self.may_wake[host]:
             return  # only these brains read peers; a host that never wakes has no brain
         peers = self.peers.get(host)
         if peers is None:
@@ -539,7 +539,7 @@ class Simulation:
         if peer in peers:
             return
         peers[peer] = None
-        if len(peers) > _PEER_MEMORY:
+        if len(peers) > PEER_MEMORY:
             peers.popitem(last=False)
         worm = self.worms.get(host)
         if worm is not None:
@@ -553,10 +553,10 @@ class Simulation:
         if flow.target < 0 or len(flow.segments) != 1 or \
                 not self.network.resolved(flow.src_ip, flow.dst_ip):
             return
-        may_wake = self._may_wake
+        may_wake = self.may_wake
         for host, address in ((flow.src, flow.dst_ip), (flow.target, flow.src_ip)):
             if not may_wake[host]:
-                continue  # never read: see _may_wake
+                continue  # never read: see may_wake
             table = self.neighbours.setdefault(host, {})
             if address not in table:
                 table[address] = None  # its worm reads it at its next look (``_worm_step``)

@@ -1,5 +1,5 @@
-"""The vectorised fast path: the classic and local-preference worms, with arrays, no objects
-per host or per probe.
+"""The fast path: the classic and local-preference worms with arrays, no objects per host or
+per probe; the hitlist worm with arrays for the network and one small queue per active worm.
 
 Owns: when the fast path applies (:func:`fast_path_refusal`) and running it
 (:func:`run_fast`), writing the same ground truth the event engine writes with per-probe
@@ -15,7 +15,8 @@ one numpy stream per run (seeded from the run's seed), not from each host's ``ra
 runs are reproducible and distributed as the brain's, not draw-for-draw identical to the event
 engine. That equivalence is pinned by ``tests/unit/test_sim_fastpath.py`` for each profile:
 mean infected curves of both over many seeds, on a flat and on a routed, firewalled network,
-within stated margins; and, for local-preference, slot by slot the very targets of a Brain.
+within stated margins; and, for local-preference and hitlist, slot by slot the very targets
+of a Brain.
 
 Target choice:
 - ``classic`` (:class:`_UniformTargets`): uniform over the topology's usable addresses, drawn
@@ -29,35 +30,48 @@ Target choice:
   address of its own segment counting upward from its own, else the next of the whole space from
   a random start; each host's victims (its brain's ``infected`` set) are tracked exactly, so it
   passes over them as the brain does: sweeps come back to them after one lap of a segment.
-Both: when two probes reach one target within one time slice, the first processed, not
+- ``hitlist`` (:class:`_HitListTargets`): its queue of (host, exploit) pairs, fed by its
+  trusts, by the hosts that answered it and by the hosts whose worms delivered an exploit to
+  its host, and its fallback scan, taken probe by probe in sending order across all worms of
+  the slice, each answer learnt before the worm's next probe. A test drives a ``Brain`` and
+  this queue side by side and checks they aim at the very same host, slot by slot.
+All: when two probes reach one target within one time slice, the first processed, not
 necessarily the earliest, infects it (an error below ``SLICE_S``).
 
 Routers and host firewalls: a probe infects only if ``decide_flow`` allows it. The policy is
 arrays over ``testbed.containment.PolicyClasses`` (hosts grouped so that the verdict depends only
 on the source's and the target's class: exact, pinned pair by pair against decide_flow on every
 shipped topology), with the delivery time of each class pair's route. A denied or unrouted probe
-changes nothing for these brains (they learn nothing from outcomes but infected/already), so
-only its count is kept.
+changes nothing for the classic and local-preference brains (they learn nothing from outcomes
+but infected/already), so only its count is kept; for hitlist it is a silent outcome (and a
+``vanished`` defence signal when that host answered the worm before, as in the engine).
 
-Domain (else the event engine runs; ``fast_path_refusal`` says which): the classic or
-local-preference profile; no detectors watching and no automated response (so no sensor events,
-no quarantine or block ever changes the policy); per-probe records off; no ``contained`` stop
-condition unless the network is one open segment (there it cannot hold before the outbreak burns
-out); pacing the runtime's caps never bind (jitter below 1/3 keeps the rate under the 1.5x rate
-cap; the probes in flight stay under ``max_in_flight``).
+Domain (else the event engine runs; ``fast_path_refusal`` says which): the classic,
+local-preference or hitlist profile; no detectors watching and no automated response (so no
+sensor events, no quarantine or block ever changes the policy); per-probe records off; no
+``contained`` stop condition unless the network is one open segment (there it cannot hold before
+the outbreak burns out); pacing the runtime's caps never bind (jitter below 1/3 keeps the rate
+under the 1.5x rate cap; the probes in flight stay under ``max_in_flight``).
 Benign users, backups and scanners are ignored: without records or a sensor they change nothing
-these worms see (they read no peers).
+the classic and local-preference worms see (they read no peers). A hitlist worm reads them (a
+host that connects to its host joins its hit list, in event order), so with benign traffic it
+runs on the event engine.
 
-Not in arrays, and why (they stay on the event engine, exact there):
-- ``hitlist`` and ``stealth``: each worm works an ordered queue of (host, exploit) pairs fed by
-  its trusts, by every host that answered one of its probes (connected or refused: a refused
-  pair is tried again) and by every host that connected to its host before or after it woke
-  (worms probing it, benign users, backups, scanners: so benign traffic changes what they do),
-  pruned by its own verdicts. The next target depends on the order in which those answers and
-  contacts arrived, per worm, to the event; a slice of 50 ms reorders them, and an array
-  per worm of varying length processed in event order is the event engine. ``stealth`` adds an
-  LRU map of known-good services (the last 256 that answered) it interleaves connections to,
-  whose outcomes feed the same queue, and a floor of 1.001 s between probes.
+Hit lists: the next target of a hitlist worm depends on the order in which answers and
+contacts arrived, per worm, to the event. A slice does not reorder them here: its probes are
+taken one by one in sending order across every worm, and each answer (back within a
+millisecond, the worm's next probe at least 1/200 s x 2/3 later) is learnt before that worm's
+next probe. What a slice can still reorder is bounded: a delivery notes its prober on the
+target's hit list at the probe's sending time, up to the delivery time (at most 0.2 ms) early,
+and a worm woken within a slice starts after the slice's probes already taken (its first
+probes' peers reach other worms' lists after probes of theirs sent a few milliseconds later).
+
+Not on the fast path, and why (they stay on the event engine, exact there):
+- ``stealth``: it works the same queue, but interleaves connections to an LRU map of
+  known-good services (the last 256 that answered) and keeps a floor of 1.001 s between
+  probes, which the runtime's rate cap (1.5 x its rate, below 1/s) shapes: its default jitter
+  of 0.5 is refused by ``pacing_refusal`` like any worm's. Below one probe per second per
+  worm, its runs are cheap on the event engine (docs/sim.md, "Speed").
 - ``adaptive`` (a bandit per worm over tactics and exploits, learning from every outcome and
   defence signal) and the observation-driven profiles (recon, mimic, planner): per-host brains
   by design.
@@ -65,12 +79,13 @@ Not in arrays, and why (they stay on the event engine, exact there):
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from testbed.agent.brain import AddressSpace
+from testbed.agent.brain import MEMORY, PEER_MEMORY, AddressSpace
 from testbed.agent.events import TECHNIQUES
 from testbed.containment import PolicyClasses
 from testbed.model.spec import Tier
@@ -93,8 +108,8 @@ PICK_TRIES = 8  # Brain._pick_address
 _Accepted = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(source, target, exploit) -> positions whose exploit the target's service accepts and the
 policy lets through."""
-FAST_PROFILES = ("classic", "local-preference")
-"""Profiles the fast path runs; the module docstring says why hitlist and stealth do not."""
+FAST_PROFILES = ("classic", "local-preference", "hitlist")
+"""Profiles the fast path runs; the module docstring says why stealth and the others do not."""
 
 
 def fast_path_refusal(simulation: Simulation) -> str | None:
@@ -102,7 +117,8 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
     spec = simulation.spec
     if spec.worm.profile not in FAST_PROFILES:
         return (f"profile {spec.worm.profile!r} (the fast path is for "
-                f"{' and '.join(FAST_PROFILES)}; hit lists and learning are per-worm state)")
+                f"{', '.join(FAST_PROFILES[:-1])} and {FAST_PROFILES[-1]}; paced interleaving, "
+                "learning and observation are per-worm state)")
     if simulation.detectors is not None or (spec.detectors
                                             and simulation.scenario.monitored_segments()):
         return "detectors are watching"
@@ -110,6 +126,8 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
         return "automated response"
     if simulation.record_probes:
         return "per-probe records are on"
+    if spec.worm.profile == "hitlist" and simulation.configs.has_benign:
+        return "benign traffic (its contacts feed the hit lists, in event order)"
     topology = simulation.topology
     if "contained" in spec.stop.when and (
             topology.routers or len(topology.segments) > 1
@@ -339,8 +357,233 @@ class _SweepTargets:
                 np.concatenate([p[3] for p in picked])[order])
 
 
+class _HitListWorm:
+    """One active hit-list worm's state: ``Brain``'s for the profile, keyed by host index (an
+    address no host uses, from a trust, by ``-1 - its integer``)."""
+
+    __slots__ = ("answered", "done", "hitlist", "hitlisted", "infected", "local", "sequential")
+
+    def __init__(self, local: int, sequential: int) -> None:
+        self.hitlist: deque[tuple[int, int]] = deque()  # (target, exploit), in arrival order
+        self.hitlisted: set[int] = set()
+        self.infected: set[int] = set()  # seen infected or already (its own outcomes)
+        self.done: set[tuple[int, int]] = set()  # (target, exploit) with a verdict
+        self.answered: OrderedDict[int, None] = OrderedDict()  # hosts that answered, LRU
+        self.local, self.sequential = local, sequential
+
+
+class _HitListTargets:
+    """``hitlist`` (``Brain._choose_tactic``, ``_pop_hitlist``, ``observe``, ``see_peer``): each
+    worm works a queue of (host, exploit) pairs fed by its trusts, by every host that answered
+    one of its probes (connected or refused) and by every host whose worm delivered an exploit
+    to its host, before or after it woke (``Simulation._note_peer``, at most 1,024 kept per
+    host); pairs it has a verdict for, and hosts it has seen infected, are passed over. With
+    the queue empty it scans with its ``fallback`` tactic (uniform, sequential or its own
+    segment upward from its own address), passing over its own address and its victims, with
+    an exploit uniform over the arsenal.
+
+    Exact in order, not only in distribution, as far as a slice allows: the slice's probes are
+    taken in sending order across all worms, and each probe's answer is learnt before the next
+    one is picked (the answer is back within a millisecond, the worm's next probe a gap, at
+    least 1/200 s x 2/3, later); a delivery puts its prober on the target's hit list at once,
+    up to its delivery time (at most 0.2 ms) early, and a worm woken within a slice starts
+    after the probes of that slice already taken (see the module docstring).
+    Outcomes come from the same tables the infections do: no host at the address, or the
+    policy drops the flow: silent (timeout or unreachable; a host that answered before and is
+    now silent is a ``vanished`` defence signal, written as the event engine writes it);
+    ``refused``: no service on the port; else connected, and ``exploit_verdict`` decides.
+    """
+
+    def __init__(self, grid: AddressGrid, rng: np.random.Generator, exploits: int,
+                 params: dict[str, Any], accepted: _Accepted, *,
+                 simulation: Simulation, truth: TruthLog, table: np.ndarray) -> None:
+        self.grid, self.rng, self.exploits = grid, rng, exploits
+        self.simulation, self.truth = simulation, truth
+        self.fallback = str(params["fallback"])
+        self.signal_detail = {"rate": round(float(params["rate"]), 4),
+                              "encoding": str(params["encoding"])}
+        count = grid.slot_of.size
+        self.codes: list[list[int]] = table.tolist()
+        topology = simulation.topology
+        arsenal = next(iter(simulation.configs.values())).worm.arsenal
+        self.ports = [(exploit.port, exploit.proto) for exploit in arsenal]
+        if topology.routers or len(topology.segments) > 1 or any(
+                not host.firewall.is_open for host in topology.hosts.values()):
+            classes = PolicyClasses(topology)
+            self.class_of: list[int] | None = list(classes.of)
+            self.passes = [[[classes.allows(source, target, port, proto)
+                             for port, proto in self.ports]
+                            for target in range(len(classes))] for source in range(len(classes))]
+        else:
+            self.class_of, self.passes = None, []
+        self.may_wake = simulation.may_wake
+        self.worms: dict[int, _HitListWorm] = {}
+        self.peers: dict[int, OrderedDict[int, None]] = {}
+        self.slot_of: list[int] = grid.slot_of.tolist()
+        self.host_at: list[int] = grid.host_at.tolist()
+        self.range_of: list[int] = grid.range_of.tolist()
+        self.range_offset: list[int] = grid.range_offset.tolist()
+        self.range_size: list[int] = grid.range_size.tolist()
+        self.address_slot = AddressSpace(next(iter(simulation.configs.values())).cidrs)
+        self.count = count
+
+    # ---- per worm --------------------------------------------------------------------------
+    def wake(self, index: int) -> None:
+        grid = self.grid
+        sequential = int(self.rng.integers(0, grid.total))
+        local = self.slot_of[index] - self.range_offset[self.range_of[index]] + 1
+        worm = self.worms[index] = _HitListWorm(local, sequential)
+        config = self.simulation.configs[self.simulation.names[index]]
+        for address in config.trusts:  # Brain.__init__: no own-address or space check
+            self._add(worm, self._key(address))
+        for peer in self.peers.get(index, ()):
+            self._see_peer(worm, index, peer)
+
+    def _key(self, address: str) -> int:
+        slot = self.address_slot.index_of(address)
+        host = -1 if slot is None else self.host_at[slot]
+        if host >= 0:
+            return host
+        first, second, third, fourth = (int(part) for part in address.split("."))
+        return -1 - ((first << 24) | (second << 16) | (third << 8) | fourth)
+
+    def _add(self, worm: _HitListWorm, target: int) -> None:
+        """``Brain._add_to_hitlist``."""
+        if target in worm.hitlisted or len(worm.hitlisted) >= MEMORY:
+            return
+        worm.hitlisted.add(target)
+        if self.exploits == 1:
+            worm.hitlist.append((target, 0))
+        else:
+            worm.hitlist.extend((target, exploit) for exploit in range(self.exploits))
+
+    def _see_peer(self, worm: _HitListWorm, index: int, peer: int) -> None:
+        """``Brain.see_peer`` (every host is in the scanned space)."""
+        if peer not in worm.hitlisted and peer != index:
+            self._add(worm, peer)
+
+    def _note_peer(self, host: int, peer: int) -> None:
+        """``Simulation._note_peer``: ``peer``'s worm delivered an exploit to ``host``."""
+        if not self.may_wake[host]:
+            return  # never wakes: never read
+        peers = self.peers.get(host)
+        if peers is None:
+            peers = self.peers[host] = OrderedDict()
+        if peer in peers:
+            return
+        peers[peer] = None
+        if len(peers) > PEER_MEMORY:
+            peers.popitem(last=False)
+        worm = self.worms.get(host)
+        if worm is not None:
+            self._see_peer(worm, host, peer)
+
+    # ---- per probe -------------------------------------------------------------------------
+    def _from_hitlist(self, worm: _HitListWorm) -> tuple[int, int] | None:
+        """``Brain._pop_hitlist``: the next pair not yet judged, on a host not seen infected."""
+        hitlist, infected, done = worm.hitlist, worm.infected, worm.done
+        while hitlist:
+            target, exploit = hitlist.popleft()
+            if target in infected or (target, exploit) in done:
+                continue
+            return target, exploit
+        return None
+
+    def _scan(self, worm: _HitListWorm, index: int, draws: list[int]) -> int | None:
+        """``Brain._pick_address`` with the fallback tactic: a target host index, ``-1`` for an
+        address no host uses, None when 8 addresses in a row were passed over."""
+        own = self.slot_of[index]
+        host_at = self.host_at
+        for attempt in range(PICK_TRIES):
+            if self.fallback == "uniform":
+                slot = draws[attempt]
+            elif self.fallback == "sequential":
+                slot = worm.sequential
+                worm.sequential = (slot + 1) % self.grid.total
+            else:
+                home = self.range_of[index]
+                size = self.range_size[home]
+                offset = worm.local % size
+                worm.local = (offset + 1) % size
+                slot = self.range_offset[home] + offset
+            if slot == own:
+                continue
+            host = host_at[slot]
+            if host < 0 or host not in worm.infected:
+                return host
+        return None
+
+    def _answer(self, index: int, worm: _HitListWorm, target: int, exploit: int, when: float,
+                tactic: str) -> None:
+        """``Brain.observe`` for the outcome the tables give; a delivered exploit notes its
+        prober on the target's hit list."""
+        code = -1 if target < 0 else self.codes[target][exploit]
+        if code >= 0 and self.class_of is not None and not self.passes[
+                self.class_of[index]][self.class_of[target]][exploit]:
+            code = -1  # dropped by the policy: silent
+        if code < 0:
+            if target >= 0 and target in worm.answered:  # it answered before: vanished
+                del worm.answered[target]
+                port, proto = self.ports[exploit]
+                self.truth.emit(self.simulation.names[index], "defence-signal", when,
+                                signal="vanished", target=str(self.simulation.hosts[target].ip),
+                                port=port, proto=proto, tactic=tactic,
+                                detail=self.signal_detail)
+            return
+        answered = worm.answered
+        answered[target] = None
+        answered.move_to_end(target)
+        if len(answered) > MEMORY:
+            answered.popitem(last=False)
+        self._add(worm, target)
+        if code == REFUSED:
+            return
+        if code == VULNERABLE:
+            worm.infected.add(target)
+        worm.done.add((target, exploit))
+        self._note_peer(target, index)
+
+    def pick(self, rounds: list[tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`_UniformTargets.pick`, the slice's probes taken one by one in sending
+        order (see the class docstring)."""
+        rng = self.rng
+        source = np.concatenate([due for due, _ in rounds])
+        sent = np.concatenate([clock for _, clock in rounds])
+        order = np.argsort(sent, kind="stable")
+        source, sent = source[order], sent[order]
+        size = source.size
+        exploit_draws = rng.integers(0, self.exploits, size).tolist()
+        slot_draws = (rng.integers(0, self.grid.total, (size, PICK_TRIES)).tolist()
+                      if self.fallback == "uniform" else None)
+        targets = np.full(size, -1, dtype=np.int64)
+        exploits = np.zeros(size, dtype=np.int64)
+        aimed = np.zeros(size, dtype=bool)
+        worms = self.worms
+        for position, (index, when) in enumerate(zip(source.tolist(), sent.tolist(),
+                                                     strict=True)):
+            worm = worms[index]
+            pair = self._from_hitlist(worm)
+            if pair is None:
+                tactic = self.fallback
+                target = self._scan(worm, index,
+                                    slot_draws[position] if slot_draws is not None else [])
+                if target is None:
+                    continue
+                exploit = exploit_draws[position]
+            else:
+                tactic = "hitlist"
+                target, exploit = pair
+            aimed[position] = True
+            targets[position], exploits[position] = max(target, -1), exploit
+            self._answer(index, worm, target, exploit, when, tactic)
+        return source[aimed], sent[aimed], targets[aimed], exploits[aimed]
+
+
 _TARGETS: dict[str, type[_UniformTargets] | type[_SweepTargets]] = {
     "classic": _UniformTargets, "local-preference": _SweepTargets}
+"""The array profiles' target choice; ``hitlist``'s (:class:`_HitListTargets`) also needs the
+simulation, to read trusts and write defence signals."""
 
 
 def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
@@ -382,7 +625,12 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
             live = live[allowed[class_of[source[live]], class_of[target[live]], exploit[live]]]
         return live
 
-    targets = _TARGETS[profile](grid, rng, len(exploits), params, accepted)
+    targets: _UniformTargets | _SweepTargets | _HitListTargets
+    if profile == "hitlist":
+        targets = _HitListTargets(grid, rng, len(exploits), params, accepted,
+                                  simulation=simulation, truth=truth, table=table)
+    else:
+        targets = _TARGETS[profile](grid, rng, len(exploits), params, accepted)
 
     def wake(index: int, when: float, why: str, level: int) -> None:
         active[index] = True

@@ -36,6 +36,7 @@ from testbed.sim.fastpath import (
     FAST_PROFILES,
     AddressGrid,
     _flow_tables,
+    _HitListTargets,
     _SweepTargets,
     fast_path_refusal,
     vulnerability_table,
@@ -77,6 +78,14 @@ def infection_times(scenario: Scenario, out: Path, *, fast: bool, seed: int,
     return sorted(e["mono"] for e in events if e["type"] == "infection")
 
 
+FLAT_PARAMS: dict[str, dict[str, object]] = {
+    "classic": {}, "local-preference": {},
+    # a uniform fallback at twice the rate: half its slots go to hit-list pairs (each live
+    # host without the service answers refused, joins the hit list and is tried again), so
+    # the outbreak runs its course in the same window
+    "hitlist": {"fallback": "uniform", "rate": 10.0}}
+
+
 @pytest.mark.parametrize("profile", FAST_PROFILES)
 def test_mean_infected_curve_of_the_fast_path_is_the_brains(profile: str,
                                                              tmp_path: Path) -> None:
@@ -84,7 +93,8 @@ def test_mean_infected_curve_of_the_fast_path_is_the_brains(profile: str,
     susceptible = sum(1 for h in topology.hosts.values() if h.susceptible) - 1
     scenario = scenario_for(topology, {
         "duration_s": DURATION, "seed": 1, "stop": {"when": []},
-        "worm": {"profile": profile, "patient_zero": ["h0"], "start_s": 0}})
+        "worm": {"profile": profile, "patient_zero": ["h0"], "start_s": 0,
+                 "params": FLAT_PARAMS[profile]}})
     runs = {fast: [infection_times(scenario, tmp_path / f"{fast}-{seed}", fast=fast, seed=seed,
                                    duration=DURATION) for seed in range(1, SEEDS + 1)]
             for fast in (False, True)}
@@ -214,7 +224,82 @@ def test_local_preference_sweep_picks_the_brains_targets(local_bias: float,
     assert sum(1 for slot in brain_targets if slot == (worm + 1,)) >= 2  # laps
 
 
-@pytest.mark.parametrize("profile", ["hitlist", "stealth", "adaptive"])
+class _NoTruth:
+    def emit(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("no defence signal on an open flat network")
+
+
+@pytest.mark.parametrize("fallback", ["local", "sequential"])
+def test_hitlist_picks_the_brains_targets(fallback: str, tmp_path: Path) -> None:
+    """Slot by slot, the hit-list fast path aims at the Brain's very target when both learn the
+    same outcomes: refused hosts join the hit list and are tried again, connected ones are
+    judged, victims are passed over, and peers (noted before and after the wake) are tried in
+    the order they came. With the ``local`` or ``sequential`` fallback nothing else is random
+    (the sequential start is the one draw they do not share: both start at the first address)."""
+    topology = flat_topology(40, vulnerable_fraction=0.3, seed=1)  # a /24: most of it dead
+    scenario = scenario_for(topology, {"duration_s": 1, "seed": 1, "stop": {"when": []},
+                                       "worm": {"profile": "hitlist", "patient_zero": ["h3"],
+                                                "start_s": 0, "params": {"fallback": fallback}}})
+    simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=tmp_path,
+                            duration=1.0, wall_base=0.0, run_name="t", record_probes=False)
+    config = simulation.configs["h3"]
+    table, _ = vulnerability_table(simulation)
+    table[::3, 0] = 0  # every third host without the service (every host runs it here)
+    grid = AddressGrid(simulation, config.cidrs)
+    fast = _HitListTargets(grid, np.random.default_rng(1), 1, config.worm.params,
+                           lambda *_: np.zeros(0, dtype=np.int64), simulation=simulation,
+                           truth=_NoTruth(), table=table)  # type: ignore[arg-type]
+    brain = Brain(WormView(config.address, config.segment_cidr, config.cidrs,
+                           config.worm.arsenal), "hitlist", config.worm.params, seed=7,
+                  start=0.0)
+    host_of = {str(host.ip): index for index, host in enumerate(simulation.hosts)}
+    worm = host_of[config.address]
+    outcome_of = {0: "refused", 1: "not-vulnerable", 2: "infected"}  # the table's codes
+    assert {0, 1, 2} <= set(table[:, 0].tolist())  # every kind of answer occurs
+    # a peer before the wake, and one at step 40 that the fallback has not reached by then
+    early = host_of[str(topology.hosts["h30"].ip)]
+    late = host_of[str(topology.hosts["h2" if fallback == "local" else "h39"].ip)]
+    fast._note_peer(worm, early)  # connected to its host before the worm woke
+    fast.wake(worm)
+    brain._sequential_index = 0  # the one draw they do not share: both from the first host
+    fast.worms[worm].sequential = 0
+    brain.see_peer(str(simulation.hosts[early].ip))  # Simulation._wake replays its peers
+    brain_slots: list[tuple[str, int]] = []
+    fast_slots: list[tuple[str, int]] = []
+    for step in range(150):
+        if step == 40:  # a peer after the wake
+            brain.see_peer(str(simulation.hosts[late].ip))
+            fast._note_peer(worm, late)
+        now = brain.next_slot_at
+        for probe in brain.plan(now).probes:
+            target = host_of.get(probe.target, -1)
+            answer = "unreachable" if target < 0 else outcome_of[int(table[target, 0])]
+            brain.observe(Observation(probe, answer, now))
+            brain_slots.append((probe.tactic, target))
+        source, _, target_array, _ = fast.pick([(np.array([worm]), np.array([now]))])
+        tactic = "hitlist" if fast.worms[worm].hitlist or source.size == 0 else fallback
+        fast_slots.extend((tactic, int(t)) for t in target_array)
+    hitlist_brain = [target for tactic, target in brain_slots if tactic == "hitlist"]
+    assert len(hitlist_brain) >= 5 and early in hitlist_brain and late in hitlist_brain
+    assert [target for _, target in fast_slots] == [target for _, target in brain_slots]
+    assert -1 in {target for _, target in brain_slots}  # it scanned dead addresses too
+
+
+def test_hitlist_with_benign_traffic_stays_on_the_event_engine(tmp_path: Path) -> None:
+    """Benign users' and backups' connections feed the hit lists in event order."""
+    scenario = load_scenario(REPO / "scenarios" / "smb-flat.yaml")
+    spec = scenario.spec
+    scenario = replace(scenario, spec=spec.model_copy(update={
+        "worm": spec.worm.model_copy(update={"profile": "hitlist", "rate": None,
+                                             "params": {}}),
+        "detectors": [], "stop": spec.stop.model_copy(update={"when": []}),
+        "response": spec.response.model_copy(update={"rules": []})}))
+    simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=tmp_path,
+                            duration=1.0, wall_base=0.0, run_name="t", record_probes=False)
+    assert "benign traffic" in (fast_path_refusal(simulation) or "")
+
+
+@pytest.mark.parametrize("profile", ["stealth", "adaptive"])
 def test_profiles_with_per_worm_state_stay_on_the_event_engine(profile: str,
                                                                 tmp_path: Path) -> None:
     simulation = Simulation(classic_only(REPO / "scenarios" / "hospital.yaml", profile=profile),
