@@ -40,10 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY",
+    "MIN_GAP",
     "NEIGHBOUR_PROFILES",
     "OBSERVING_PROFILES",
     "PEER_MEMORY",
     "PROFILE_PARAMETERS",
+    "STEALTH_MIN_GAP",
     "TACTIC_ARMS",
     "AddressSpace",
     "Brain",
@@ -86,7 +88,10 @@ _OBSERVED_TACTICS = frozenset({"recon", "mimic", "planned"})
 _SCANNING_ARMS = ("uniform", "sequential", "local")
 _IDLE_S = 3600.0
 _CAP_MARGIN = 1.05  # nothing to do: ask again this much later (or after a new observation)
-_STEALTH_MIN_GAP = 1.001  # strictly below one new destination per second
+STEALTH_MIN_GAP = 1.001
+"""stealth's floor between probes: strictly below one new destination per second."""
+MIN_GAP = 1e-4
+"""No two probes of one worm closer than this (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -606,8 +611,8 @@ class Brain:
         base = 1.0 / self.current_rate
         gap: float = base * (1.0 + self.params["jitter"] * (2.0 * self.rng.random() - 1.0))
         if self.profile == "stealth":
-            gap = max(gap, _STEALTH_MIN_GAP)
-        return max(gap, 1e-4)
+            gap = max(gap, STEALTH_MIN_GAP)
+        return max(gap, MIN_GAP)
 
     def _interleave_share(self, now: float) -> float:
         if self.profile == "stealth":

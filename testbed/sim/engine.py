@@ -525,8 +525,8 @@ class Simulation:
         for index, host in enumerate(self.hosts):
             may[index] = host.patched is not True and any(
                 vuln not in host.patched for service in host.services for vuln in service.vulns)
-        for name in self.patient_zero:
-            may[self.network.index_of[str(self.topology.hosts[name].ip)]] = 1
+        for name in self.patient_zero:  # by name: the address index is not built for this
+            may[self.names.index(name)] = 1
         return may
 
     def _note_peer(self, host: int, peer: str) -> None:

@@ -1,5 +1,6 @@
 """The fast path: the classic and local-preference worms with arrays, no objects per host or
-per probe; the hitlist worm with arrays for the network and one small queue per active worm.
+per probe; the hitlist and stealth worms with arrays for the network and one small queue per
+active worm.
 
 Owns: when the fast path applies (:func:`fast_path_refusal`) and running it
 (:func:`run_fast`), writing the same ground truth the event engine writes with per-probe
@@ -35,6 +36,11 @@ Target choice:
   its host, and its fallback scan, taken probe by probe in sending order across all worms of
   the slice, each answer learnt before the worm's next probe. A test drives a ``Brain`` and
   this queue side by side and checks they aim at the very same host, slot by slot.
+- ``stealth`` (the same class): the same queue with its own segment as the fallback, a floor of
+  1.001 s between probes, and, with probability ``interleave`` once it knows one, a benign
+  request to a known-good service (an LRU map of the last 256 services that connected, keyed
+  by port and protocol as the brain keys them) instead of an exploit: the request's answer
+  feeds the same queue and map, and its host notes the prober as a peer.
 All: when two probes reach one target within one time slice, the first processed, not
 necessarily the earliest, infects it (an error below ``SLICE_S``).
 
@@ -66,12 +72,11 @@ target's hit list at the probe's sending time, up to the delivery time (at most 
 and a worm woken within a slice starts after the slice's probes already taken (its first
 probes' peers reach other worms' lists after probes of theirs sent a few milliseconds later).
 
+stealth's default jitter (0.5) lets the runtime's rate cap (1.5 x its rate) shape its gaps,
+so at its defaults ``pacing_refusal`` sends it to the event engine, like any worm with such a
+jitter; below 1/3 it runs here.
+
 Not on the fast path, and why (they stay on the event engine, exact there):
-- ``stealth``: it works the same queue, but interleaves connections to an LRU map of
-  known-good services (the last 256 that answered) and keeps a floor of 1.001 s between
-  probes, which the runtime's rate cap (1.5 x its rate, below 1/s) shapes: its default jitter
-  of 0.5 is refused by ``pacing_refusal`` like any worm's. Below one probe per second per
-  worm, its runs are cheap on the event engine (docs/sim.md, "Speed").
 - ``adaptive`` (a bandit per worm over tactics and exploits, learning from every outcome and
   defence signal) and the observation-driven profiles (recon, mimic, planner): per-host brains
   by design.
@@ -85,11 +90,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from testbed.agent.brain import MEMORY, PEER_MEMORY, AddressSpace
+from testbed.agent.brain import (
+    INTERLEAVE,
+    MEMORY,
+    MIN_GAP,
+    PEER_MEMORY,
+    STEALTH_MIN_GAP,
+    AddressSpace,
+)
 from testbed.agent.events import TECHNIQUES
 from testbed.containment import PolicyClasses
 from testbed.model.spec import Tier
-from testbed.sim.services import exploit_verdict
+from testbed.sim.services import benign_answer_ok, exploit_verdict
 
 if TYPE_CHECKING:
     from testbed.sim.engine import Simulation
@@ -108,7 +120,7 @@ PICK_TRIES = 8  # Brain._pick_address
 _Accepted = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(source, target, exploit) -> positions whose exploit the target's service accepts and the
 policy lets through."""
-FAST_PROFILES = ("classic", "local-preference", "hitlist")
+FAST_PROFILES = ("classic", "local-preference", "hitlist", "stealth")
 """Profiles the fast path runs; the module docstring says why stealth and the others do not."""
 
 
@@ -126,7 +138,7 @@ def fast_path_refusal(simulation: Simulation) -> str | None:
         return "automated response"
     if simulation.record_probes:
         return "per-probe records are on"
-    if spec.worm.profile == "hitlist" and simulation.configs.has_benign:
+    if spec.worm.profile in ("hitlist", "stealth") and simulation.configs.has_benign:
         return "benign traffic (its contacts feed the hit lists, in event order)"
     topology = simulation.topology
     if "contained" in spec.stop.when and (
@@ -361,7 +373,8 @@ class _HitListWorm:
     """One active hit-list worm's state: ``Brain``'s for the profile, keyed by host index (an
     address no host uses, from a trust, by ``-1 - its integer``)."""
 
-    __slots__ = ("answered", "done", "hitlist", "hitlisted", "infected", "local", "sequential")
+    __slots__ = ("answered", "done", "hitlist", "hitlisted", "infected", "known_good", "local",
+                 "sequential")
 
     def __init__(self, local: int, sequential: int) -> None:
         self.hitlist: deque[tuple[int, int]] = deque()  # (target, exploit), in arrival order
@@ -369,11 +382,15 @@ class _HitListWorm:
         self.infected: set[int] = set()  # seen infected or already (its own outcomes)
         self.done: set[tuple[int, int]] = set()  # (target, exploit) with a verdict
         self.answered: OrderedDict[int, None] = OrderedDict()  # hosts that answered, LRU
+        # stealth: services that connected, (target, exploit column) -> the exploit's service
+        # name, LRU (``Brain._known_good``: keyed by port and protocol, as the columns are)
+        self.known_good: OrderedDict[tuple[int, int], str] = OrderedDict()
         self.local, self.sequential = local, sequential
 
 
 class _HitListTargets:
-    """``hitlist`` (``Brain._choose_tactic``, ``_pop_hitlist``, ``observe``, ``see_peer``): each
+    """``hitlist`` and ``stealth`` (``Brain._choose_tactic``, ``_next_probe``, ``_pop_hitlist``,
+    ``observe``, ``see_peer``; stealth's interleaved requests: the module docstring): each
     worm works a queue of (host, exploit) pairs fed by its trusts, by every host that answered
     one of its probes (connected or refused) and by every host whose worm delivered an exploit
     to its host, before or after it woke (``Simulation._note_peer``, at most 1,024 kept per
@@ -399,7 +416,10 @@ class _HitListTargets:
                  simulation: Simulation, truth: TruthLog, table: np.ndarray) -> None:
         self.grid, self.rng, self.exploits = grid, rng, exploits
         self.simulation, self.truth = simulation, truth
-        self.fallback = str(params["fallback"])
+        self.stealth = simulation.spec.worm.profile == "stealth"
+        # Brain._fallback_tactic: stealth sweeps its own segment
+        self.fallback = "local" if self.stealth else str(params["fallback"])
+        self.interleave = float(params["interleave"]) if self.stealth else 0.0
         self.signal_detail = {"rate": round(float(params["rate"]), 4),
                               "encoding": str(params["encoding"])}
         count = grid.slot_of.size
@@ -407,6 +427,10 @@ class _HitListTargets:
         topology = simulation.topology
         arsenal = next(iter(simulation.configs.values())).worm.arsenal
         self.ports = [(exploit.port, exploit.proto) for exploit in arsenal]
+        self.services = [exploit.service for exploit in arsenal]
+        # the first column of each (port, proto): Brain keys known-good services by them
+        self.column_of = {port: self.ports.index(port) for port in self.ports}
+        self._ignored: dict[tuple[int, int], bool] = {}  # (host, column): UDP, no answer
         if topology.routers or len(topology.segments) > 1 or any(
                 not host.firewall.is_open for host in topology.hosts.values()):
             classes = PolicyClasses(topology)
@@ -513,6 +537,39 @@ class _HitListTargets:
                 return host
         return None
 
+    def _signal(self, index: int, kind: str, target: int, column: int, when: float,
+                tactic: str) -> None:
+        """A defence signal, written as ``Simulation._probe_done`` writes it."""
+        port, proto = self.ports[column]
+        self.truth.emit(self.simulation.names[index], "defence-signal", when, signal=kind,
+                        target=str(self.simulation.hosts[target].ip), port=port, proto=proto,
+                        tactic=tactic, detail=self.signal_detail)
+
+    def _silent(self, index: int, worm: _HitListWorm, target: int, column: int, when: float,
+                tactic: str) -> None:
+        """A timeout or unreachable: ``vanished`` when that host answered before."""
+        if target >= 0 and target in worm.answered:
+            del worm.answered[target]
+            for key in [key for key in worm.known_good if key[0] == target]:
+                del worm.known_good[key]
+            self._signal(index, "vanished", target, column, when, tactic)
+
+    def _connected(self, worm: _HitListWorm, target: int, column: int) -> None:
+        """``Brain._remember_answer`` and, for a connection, ``_known_good``."""
+        answered = worm.answered
+        answered[target] = None
+        answered.move_to_end(target)
+        if len(answered) > MEMORY:
+            answered.popitem(last=False)
+        self._add(worm, target)
+        if column >= 0 and self.stealth:
+            known_good = worm.known_good
+            key = (target, self.column_of[self.ports[column]])
+            known_good[key] = self.services[column]
+            known_good.move_to_end(key)
+            if len(known_good) > 256:
+                known_good.popitem(last=False)
+
     def _answer(self, index: int, worm: _HitListWorm, target: int, exploit: int, when: float,
                 tactic: str) -> None:
         """``Brain.observe`` for the outcome the tables give; a delivered exploit notes its
@@ -522,26 +579,43 @@ class _HitListTargets:
                 self.class_of[index]][self.class_of[target]][exploit]:
             code = -1  # dropped by the policy: silent
         if code < 0:
-            if target >= 0 and target in worm.answered:  # it answered before: vanished
-                del worm.answered[target]
-                port, proto = self.ports[exploit]
-                self.truth.emit(self.simulation.names[index], "defence-signal", when,
-                                signal="vanished", target=str(self.simulation.hosts[target].ip),
-                                port=port, proto=proto, tactic=tactic,
-                                detail=self.signal_detail)
+            self._silent(index, worm, target, exploit, when, tactic)
             return
-        answered = worm.answered
-        answered[target] = None
-        answered.move_to_end(target)
-        if len(answered) > MEMORY:
-            answered.popitem(last=False)
-        self._add(worm, target)
         if code == REFUSED:
+            key = (target, self.column_of[self.ports[exploit]])
+            if key in worm.known_good:  # it connected there before
+                del worm.known_good[key]
+                self._signal(index, "refused", target, exploit, when, tactic)
+            self._connected(worm, target, -1)
             return
+        self._connected(worm, target, exploit)
         if code == VULNERABLE:
             worm.infected.add(target)
         worm.done.add((target, exploit))
         self._note_peer(target, index)
+
+    def _interleaved(self, index: int, worm: _HitListWorm, choice: float, when: float) -> int:
+        """stealth's connection to a known-good service (``Brain._next_probe``; the engine's
+        ``_benign_exchange``): a benign request, not an exploit. Returns its target."""
+        keys = list(worm.known_good)
+        target, column = keys[int(choice * len(keys))]
+        if self.class_of is not None and not self.passes[
+                self.class_of[index]][self.class_of[target]][column]:
+            self._silent(index, worm, target, column, when, INTERLEAVE)
+            return target
+        self._note_peer(target, index)  # the flow opened: its host saw us
+        ignored = self._ignored.get((target, column))
+        if ignored is None:
+            port, proto = self.ports[column]
+            service = next(s for s in self.simulation.hosts[target].services
+                           if s.port == port and s.proto == proto)
+            ignored = self._ignored[(target, column)] = proto == "udp" and not \
+                benign_answer_ok(worm.known_good[(target, column)], service)
+        if ignored:  # a UDP service that does not answer the request: a timeout
+            self._silent(index, worm, target, column, when, INTERLEAVE)
+            return target
+        self._connected(worm, target, column)  # "ok", or "failed" (connected all the same)
+        return target
 
     def pick(self, rounds: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -554,6 +628,8 @@ class _HitListTargets:
         source, sent = source[order], sent[order]
         size = source.size
         exploit_draws = rng.integers(0, self.exploits, size).tolist()
+        interleave = self.interleave
+        shares = rng.random((size, 2)).tolist() if interleave > 0 else None
         slot_draws = (rng.integers(0, self.grid.total, (size, PICK_TRIES)).tolist()
                       if self.fallback == "uniform" else None)
         targets = np.full(size, -1, dtype=np.int64)
@@ -563,6 +639,10 @@ class _HitListTargets:
         for position, (index, when) in enumerate(zip(source.tolist(), sent.tolist(),
                                                      strict=True)):
             worm = worms[index]
+            if shares is not None and worm.known_good and shares[position][0] < interleave:
+                aimed[position] = True  # counted as a probe; never an infection (target -1)
+                self._interleaved(index, worm, shares[position][1], when)
+                continue
             pair = self._from_hitlist(worm)
             if pair is None:
                 tactic = self.fallback
@@ -595,6 +675,7 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     params = config.worm.params
     profile = spec.worm.profile
     base_gap = 1.0 / float(params["rate"])
+    gap_floor = STEALTH_MIN_GAP if profile == "stealth" else MIN_GAP  # Brain._gap
     jitter = float(params["jitter"])
     encoding = str(params["encoding"])
     grid = AddressGrid(simulation, config.cidrs)
@@ -603,6 +684,10 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     flat_delay = 2 * timing.link_one_way_s + 3 * timing.one_way(0)
     rng = np.random.default_rng(simulation.seed)
     active = np.zeros(count, dtype=bool)
+    # the active hosts' indices, rebuilt after wakes: which hosts are due is then asked of the
+    # active ones only (a slow worm's early slices would otherwise scan every host)
+    awake = np.zeros(0, dtype=np.int64)
+    woken = False
     next_probe = np.full(count, np.inf)
     generation = np.zeros(count, dtype=np.int64)
     susceptible = table.max(axis=1) == VULNERABLE
@@ -626,14 +711,16 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
         return live
 
     targets: _UniformTargets | _SweepTargets | _HitListTargets
-    if profile == "hitlist":
+    if profile in ("hitlist", "stealth"):
         targets = _HitListTargets(grid, rng, len(exploits), params, accepted,
                                   simulation=simulation, truth=truth, table=table)
     else:
         targets = _TARGETS[profile](grid, rng, len(exploits), params, accepted)
 
     def wake(index: int, when: float, why: str, level: int) -> None:
+        nonlocal woken
         active[index] = True
+        woken = True
         next_probe[index] = when
         generation[index] = level
         targets.wake(index)
@@ -647,7 +734,9 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
     while slice_start < end and (stop_at is None or slice_start < stop_at):
         slice_end = min(slice_start + SLICE_S, end)
         while True:
-            due = np.flatnonzero(next_probe < slice_end)
+            if woken:
+                awake, woken = np.flatnonzero(active), False
+            due = awake[next_probe[awake] < slice_end]
             if due.size == 0:
                 break
             rounds = []  # each host at most once per round, in its own time order
@@ -655,7 +744,7 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
             while due.size:
                 rounds.append((due, clock))
                 gaps = base_gap * (1.0 + jitter * (2.0 * rng.random(due.size) - 1.0))
-                clock = clock + gaps
+                clock = clock + np.maximum(gaps, gap_floor)
                 keep = clock < slice_end
                 next_probe[due[~keep]] = clock[~keep]
                 due, clock = due[keep], clock[keep]

@@ -86,7 +86,7 @@ FLAT_PARAMS: dict[str, dict[str, object]] = {
     "hitlist": {"fallback": "uniform", "rate": 10.0}}
 
 
-@pytest.mark.parametrize("profile", FAST_PROFILES)
+@pytest.mark.parametrize("profile", [p for p in FAST_PROFILES if p in FLAT_PARAMS])
 def test_mean_infected_curve_of_the_fast_path_is_the_brains(profile: str,
                                                              tmp_path: Path) -> None:
     topology = flat_topology(HOSTS, vulnerable_fraction=VULNERABLE_FRACTION, seed=5)
@@ -108,17 +108,51 @@ def test_mean_infected_curve_of_the_fast_path_is_the_brains(profile: str,
     assert abs(final[0] - final[1]) <= 0.03 * susceptible
 
 
+def test_stealth_outbreak_on_the_fast_path_is_the_brains(tmp_path: Path) -> None:
+    """stealth below one probe per second (jitter 0.2, so that its rate cap cannot bind):
+    interleaved connections to known-good services, hit list, its own segment swept; half the
+    hosts vulnerable so that it spreads in two minutes. Mean infected every 20 s within
+    max(3 hosts, 4 standard errors); mean probes (interleaved ones included) within 5 %."""
+    topology = flat_topology(HOSTS, vulnerable_fraction=0.5, seed=5)
+    scenario = scenario_for(topology, {
+        "duration_s": 120, "seed": 1, "stop": {"when": []},
+        "worm": {"profile": "stealth", "patient_zero": ["h0"], "start_s": 0,
+                 "params": {"jitter": 0.2, "rate": 0.99}}})
+    at = [20.0 * step for step in range(1, 7)]
+    runs: dict[bool, list[list[int]]] = {}
+    probes: dict[bool, list[int]] = {}
+    for fast in (False, True):
+        runs[fast], probes[fast] = [], []
+        for seed in range(1, SEEDS + 1):
+            out = tmp_path / f"{fast}-{seed}"
+            out.mkdir()
+            simulation = Simulation(scenario, seed=seed, timing=load_timing(), run_dir=out,
+                                    duration=120.0, wall_base=0.0, run_name="t",
+                                    record_probes=False, fast_path=fast)
+            probes[fast].append(int(simulation.run().counters["probes"]))
+            assert simulation.mode == ("fast-stealth" if fast else "events")
+            events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+            runs[fast].append(curve(sorted(e["mono"] for e in events
+                                           if e["type"] == "infection"), at))
+    assert_close(runs, at, 3.0)
+    assert statistics.mean(counts[-1] for counts in runs[False]) >= 20  # it did spread
+    events_probes, fast_probes = statistics.mean(probes[False]), statistics.mean(probes[True])
+    assert abs(fast_probes - events_probes) <= 0.05 * events_probes, (events_probes,
+                                                                       fast_probes)
+
+
 SHIPPED = sorted(p for p in (REPO / "scenarios").glob("*.yaml")
                  if "topology" in (yaml.safe_load(p.read_text()) or {}))
 
 
-def classic_only(path: Path, rate: float | None = None, profile: str = "classic") -> Scenario:
+def classic_only(path: Path, rate: float | None = None, profile: str = "classic",
+                 params: dict[str, object] | None = None) -> Scenario:
     """The scenario's topology and patient zero with a classic (or ``profile``) worm, nothing
     watching or answering, no benign traffic, no stop conditions: the fast path's domain."""
     scenario = load_scenario(path)
     spec = scenario.spec
-    worm = spec.worm.model_copy(update={"profile": profile, "rate": None,
-                                        "params": {} if rate is None else {"rate": rate}})
+    worm = spec.worm.model_copy(update={"profile": profile, "rate": None, "params": {
+        **({} if rate is None else {"rate": rate}), **(params or {})}})
     return replace(scenario, spec=spec.model_copy(update={
         "worm": worm, "detectors": [], "benign": BenignSpec(),
         "stop": spec.stop.model_copy(update={"when": []}),
@@ -153,6 +187,11 @@ def test_fast_path_policy_tables_are_decide_flow(path: Path, tmp_path: Path) -> 
         assert verdicts == {True, False}  # segmented: the policy both allows and denies
 
 
+ROUTED_PARAMS: dict[str, dict[str, object]] = {
+    "classic": {"rate": 15.0}, "local-preference": {"rate": 15.0}, "hitlist": {"rate": 15.0},
+    "stealth": {"rate": 0.99, "jitter": 0.2}}  # stealth: below 1/s, its rate cap not binding
+
+
 @pytest.mark.parametrize("profile", FAST_PROFILES)
 def test_routed_outbreak_on_the_fast_path_is_the_brains(profile: str, tmp_path: Path) -> None:
     """The hospital (routers, host firewalls): mean infected per second over 16 seeds within
@@ -160,7 +199,8 @@ def test_routed_outbreak_on_the_fast_path_is_the_brains(profile: str, tmp_path: 
     local-preference its /24 segments are swept several times over in 60 s, so the brains'
     passing over their own victims matters here (observed: largest gap 1.75 hosts against 4
     standard errors of 11.9, 1.0 against 2.5 after the first wrap)."""
-    scenario = classic_only(REPO / "scenarios" / "hospital.yaml", rate=15.0, profile=profile)
+    scenario = classic_only(REPO / "scenarios" / "hospital.yaml", profile=profile,
+                            params=ROUTED_PARAMS[profile])
     runs: dict[bool, list[list[int]]] = {}
     at = [float(t) for t in range(5, 61, 5)]
     for fast in (False, True):
@@ -229,17 +269,21 @@ class _NoTruth:
         raise AssertionError("no defence signal on an open flat network")
 
 
-@pytest.mark.parametrize("fallback", ["local", "sequential"])
-def test_hitlist_picks_the_brains_targets(fallback: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("profile", "fallback"), [("hitlist", "local"),
+                                                   ("hitlist", "sequential"),
+                                                   ("stealth", "local")])
+def test_hitlist_picks_the_brains_targets(profile: str, fallback: str, tmp_path: Path) -> None:
     """Slot by slot, the hit-list fast path aims at the Brain's very target when both learn the
     same outcomes: refused hosts join the hit list and are tried again, connected ones are
     judged, victims are passed over, and peers (noted before and after the wake) are tried in
     the order they came. With the ``local`` or ``sequential`` fallback nothing else is random
-    (the sequential start is the one draw they do not share: both start at the first address)."""
+    (the sequential start is the one draw they do not share: both start at the first address).
+    stealth (its fallback is ``local``) without interleaving works the same queue."""
+    params = {"fallback": fallback} if profile == "hitlist" else {"interleave": 0.0}
     topology = flat_topology(40, vulnerable_fraction=0.3, seed=1)  # a /24: most of it dead
     scenario = scenario_for(topology, {"duration_s": 1, "seed": 1, "stop": {"when": []},
-                                       "worm": {"profile": "hitlist", "patient_zero": ["h3"],
-                                                "start_s": 0, "params": {"fallback": fallback}}})
+                                       "worm": {"profile": profile, "patient_zero": ["h3"],
+                                                "start_s": 0, "params": params}})
     simulation = Simulation(scenario, seed=1, timing=load_timing(), run_dir=tmp_path,
                             duration=1.0, wall_base=0.0, run_name="t", record_probes=False)
     config = simulation.configs["h3"]
@@ -250,7 +294,7 @@ def test_hitlist_picks_the_brains_targets(fallback: str, tmp_path: Path) -> None
                            lambda *_: np.zeros(0, dtype=np.int64), simulation=simulation,
                            truth=_NoTruth(), table=table)  # type: ignore[arg-type]
     brain = Brain(WormView(config.address, config.segment_cidr, config.cidrs,
-                           config.worm.arsenal), "hitlist", config.worm.params, seed=7,
+                           config.worm.arsenal), profile, config.worm.params, seed=7,
                   start=0.0)
     host_of = {str(host.ip): index for index, host in enumerate(simulation.hosts)}
     worm = host_of[config.address]
@@ -299,7 +343,16 @@ def test_hitlist_with_benign_traffic_stays_on_the_event_engine(tmp_path: Path) -
     assert "benign traffic" in (fast_path_refusal(simulation) or "")
 
 
-@pytest.mark.parametrize("profile", ["stealth", "adaptive"])
+def test_stealth_at_its_default_jitter_stays_on_the_event_engine(tmp_path: Path) -> None:
+    """Its default jitter (0.5) lets the runtime's rate cap shape its gaps."""
+    simulation = Simulation(classic_only(REPO / "scenarios" / "hospital.yaml",
+                                         profile="stealth"),
+                            seed=1, timing=load_timing(), run_dir=tmp_path, duration=1.0,
+                            wall_base=0.0, run_name="t", record_probes=False)
+    assert "jitter" in (fast_path_refusal(simulation) or "")
+
+
+@pytest.mark.parametrize("profile", ["adaptive", "planner"])
 def test_profiles_with_per_worm_state_stay_on_the_event_engine(profile: str,
                                                                 tmp_path: Path) -> None:
     simulation = Simulation(classic_only(REPO / "scenarios" / "hospital.yaml", profile=profile),
