@@ -84,6 +84,8 @@ Not on the fast path, and why (they stay on the event engine, exact there):
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -369,6 +371,10 @@ class _SweepTargets:
                 np.concatenate([p[3] for p in picked])[order])
 
 
+def _dotted(value: int) -> str:
+    return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+
+
 class _HitListWorm:
     """One active hit-list worm's state: ``Brain``'s for the profile, keyed by host index (an
     address no host uses, from a trust, by ``-1 - its integer``)."""
@@ -431,6 +437,27 @@ class _HitListTargets:
         # the first column of each (port, proto): Brain keys known-good services by them
         self.column_of = {port: self.ports.index(port) for port in self.ports}
         self._ignored: dict[tuple[int, int], bool] = {}  # (host, column): UDP, no answer
+        worm_config = next(iter(simulation.configs.values())).worm
+        self.connect_timeout = worm_config.connect_timeout_s
+        self.request_timeout = worm_config.connect_timeout_s + worm_config.reply_timeout_s
+        # silent outcomes the worm learns when it gives up: (time, order, worm, target,
+        # column, tactic), taken in time order before each later probe (Brain.observe's
+        # ``vanished`` depends on what answered meanwhile)
+        self.pending: list[tuple[float, int, int, int, int, str]] = []
+        self._order = 0
+        # where no route leads, connect() fails at once (``prohibited``, a defence signal)
+        network = simulation.network
+        segments = list(topology.segments)
+        self.host_segment: list[str] = [host.segment for host in simulation.hosts]
+        self.no_route = {(a, b) for a in segments for b in [*segments, None]
+                         if b is None or network.path(a, b) is None}
+        space = AddressSpace(next(iter(simulation.configs.values())).cidrs)
+        self.range_first = [first for first, _ in space.ranges]
+        # (network, mask, name) of every segment: where an address no host uses lies (not
+        # NetworkModel.segment_of, whose address index a fast run never needs)
+        self.segment_bounds = [(int(s.cidr.network_address), int(s.cidr.netmask), name)
+                               for name, s in topology.segments.items()]
+        self.range_segment = [self._segment_at(first) for first in self.range_first]
         if topology.routers or len(topology.segments) > 1 or any(
                 not host.firewall.is_open for host in topology.hosts.values()):
             classes = PolicyClasses(topology)
@@ -513,9 +540,9 @@ class _HitListTargets:
             return target, exploit
         return None
 
-    def _scan(self, worm: _HitListWorm, index: int, draws: list[int]) -> int | None:
-        """``Brain._pick_address`` with the fallback tactic: a target host index, ``-1`` for an
-        address no host uses, None when 8 addresses in a row were passed over."""
+    def _scan(self, worm: _HitListWorm, index: int, draws: list[int]) -> tuple[int, int] | None:
+        """``Brain._pick_address`` with the fallback tactic: (target host index, ``-1`` for an
+        address no host uses; its slot), None when 8 addresses in a row were passed over."""
         own = self.slot_of[index]
         host_at = self.host_at
         for attempt in range(PICK_TRIES):
@@ -534,20 +561,34 @@ class _HitListTargets:
                 continue
             host = host_at[slot]
             if host < 0 or host not in worm.infected:
-                return host
+                return host, slot
         return None
 
     def _signal(self, index: int, kind: str, target: int, column: int, when: float,
-                tactic: str) -> None:
+                tactic: str, slot: int = -1) -> None:
         """A defence signal, written as ``Simulation._probe_done`` writes it."""
         port, proto = self.ports[column]
+        if target >= 0:
+            address = str(self.simulation.hosts[target].ip)
+        elif slot >= 0:  # a scanned address no host uses
+            at = bisect.bisect_right(self.range_offset, slot) - 1
+            address = _dotted(self.range_first[at] + slot - self.range_offset[at])
+        else:  # a trusted address no host uses
+            address = _dotted(-1 - target)
         self.truth.emit(self.simulation.names[index], "defence-signal", when, signal=kind,
-                        target=str(self.simulation.hosts[target].ip), port=port, proto=proto,
-                        tactic=tactic, detail=self.signal_detail)
+                        target=address, port=port, proto=proto, tactic=tactic,
+                        detail=self.signal_detail)
 
     def _silent(self, index: int, worm: _HitListWorm, target: int, column: int, when: float,
-                tactic: str) -> None:
-        """A timeout or unreachable: ``vanished`` when that host answered before."""
+                tactic: str, *, after: float | None = None) -> None:
+        """A timeout, unreachable or prohibited: ``vanished`` when that host answered before.
+        ``after``: learnt that many seconds later (a timeout), in time order with the rest."""
+        if after is not None:
+            if target >= 0:  # an address no host uses never answered: nothing to learn
+                self._order += 1
+                heapq.heappush(self.pending, (when + after, self._order, index, target, column,
+                                              tactic))
+            return
         if target >= 0 and target in worm.answered:
             del worm.answered[target]
             for key in [key for key in worm.known_good if key[0] == target]:
@@ -570,16 +611,43 @@ class _HitListTargets:
             if len(known_good) > 256:
                 known_good.popitem(last=False)
 
+    def _unrouted(self, index: int, target: int, slot: int) -> bool:
+        """Whether no route leads from ``index``'s segment to the target's (``prohibited``)."""
+        segment: str | None
+        if target >= 0:
+            segment = self.host_segment[target]
+        elif slot >= 0:
+            segment = self.range_segment[bisect.bisect_right(self.range_offset, slot) - 1]
+        else:  # a trusted address no host uses: -1 - its integer
+            segment = self._segment_at(-1 - target)
+        return (self.host_segment[index], segment) in self.no_route
+
+    def _segment_at(self, value: int) -> str | None:
+        return next((name for network, mask, name in self.segment_bounds
+                     if value & mask == network), None)
+
+    def flush(self, until: float) -> None:
+        """Learn the silent outcomes due by ``until``."""
+        pending, worms = self.pending, self.worms
+        while pending and pending[0][0] <= until:
+            when, _, index, target, column, tactic = heapq.heappop(pending)
+            self._silent(index, worms[index], target, column, when, tactic)
+
     def _answer(self, index: int, worm: _HitListWorm, target: int, exploit: int, when: float,
-                tactic: str) -> None:
+                tactic: str, slot: int = -1) -> None:
         """``Brain.observe`` for the outcome the tables give; a delivered exploit notes its
         prober on the target's hit list."""
-        code = -1 if target < 0 else self.codes[target][exploit]
-        if code >= 0 and self.class_of is not None and not self.passes[
-                self.class_of[index]][self.class_of[target]][exploit]:
-            code = -1  # dropped by the policy: silent
-        if code < 0:
+        if self.no_route and self._unrouted(index, target, slot):
             self._silent(index, worm, target, exploit, when, tactic)
+            self._signal(index, "prohibited", target, exploit, when, tactic, slot)
+            return
+        if target < 0:
+            return  # no host answers: unreachable or a timeout, never an answer it had
+        code = self.codes[target][exploit]
+        if self.class_of is not None and not self.passes[
+                self.class_of[index]][self.class_of[target]][exploit]:
+            self._silent(index, worm, target, exploit, when, tactic,
+                         after=self.connect_timeout)  # dropped by the policy: a timeout
             return
         if code == REFUSED:
             key = (target, self.column_of[self.ports[exploit]])
@@ -601,7 +669,8 @@ class _HitListTargets:
         target, column = keys[int(choice * len(keys))]
         if self.class_of is not None and not self.passes[
                 self.class_of[index]][self.class_of[target]][column]:
-            self._silent(index, worm, target, column, when, INTERLEAVE)
+            self._silent(index, worm, target, column, when, INTERLEAVE,
+                         after=self.request_timeout)
             return target
         self._note_peer(target, index)  # the flow opened: its host saw us
         ignored = self._ignored.get((target, column))
@@ -612,7 +681,8 @@ class _HitListTargets:
             ignored = self._ignored[(target, column)] = proto == "udp" and not \
                 benign_answer_ok(worm.known_good[(target, column)], service)
         if ignored:  # a UDP service that does not answer the request: a timeout
-            self._silent(index, worm, target, column, when, INTERLEAVE)
+            self._silent(index, worm, target, column, when, INTERLEAVE,
+                         after=self.request_timeout)
             return target
         self._connected(worm, target, column)  # "ok", or "failed" (connected all the same)
         return target
@@ -638,6 +708,8 @@ class _HitListTargets:
         worms = self.worms
         for position, (index, when) in enumerate(zip(source.tolist(), sent.tolist(),
                                                      strict=True)):
+            if self.pending and self.pending[0][0] <= when:
+                self.flush(when)
             worm = worms[index]
             if shares is not None and worm.known_good and shares[position][0] < interleave:
                 aimed[position] = True  # counted as a probe; never an infection (target -1)
@@ -646,17 +718,18 @@ class _HitListTargets:
             pair = self._from_hitlist(worm)
             if pair is None:
                 tactic = self.fallback
-                target = self._scan(worm, index,
-                                    slot_draws[position] if slot_draws is not None else [])
-                if target is None:
+                scanned = self._scan(worm, index,
+                                     slot_draws[position] if slot_draws is not None else [])
+                if scanned is None:
                     continue
+                target, slot = scanned
                 exploit = exploit_draws[position]
             else:
-                tactic = "hitlist"
+                tactic, slot = "hitlist", -1
                 target, exploit = pair
             aimed[position] = True
             targets[position], exploits[position] = max(target, -1), exploit
-            self._answer(index, worm, target, exploit, when, tactic)
+            self._answer(index, worm, target, exploit, when, tactic, slot)
         return source[aimed], sent[aimed], targets[aimed], exploits[aimed]
 
 
@@ -779,4 +852,6 @@ def run_fast(simulation: Simulation, truth: TruthLog) -> tuple[float, str, int]:
                     stop_at = when + spec.stop.grace_s
         slice_start = slice_end
     finish = min(end, stop_at) if stop_at is not None else end
+    if isinstance(targets, _HitListTargets):
+        targets.flush(finish)  # silent outcomes learnt before the run ends
     return finish, reason, probes
