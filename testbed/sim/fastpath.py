@@ -4,7 +4,11 @@ active worm.
 
 Owns: when the fast path applies (:func:`fast_path_refusal`) and running it
 (:func:`run_fast`), writing the same ground truth the event engine writes with per-probe
-records off (wakes and infections; no detectors, alerts or actions exist in its domain).
+records off (wakes and infections; for hitlist and stealth also their defence signals; no
+detectors, alerts or actions exist in its domain). One omission, known: the classic and
+local-preference worms' ``defence-signal`` records are not written (``prohibited`` for a
+probe to an address no route leads to, ``vanished`` when a host that answered one exploit's
+port is silent on another's); those brains' behaviour does not depend on them.
 
 Semantics, those of ``Brain`` for the profile: every active host probes from the moment it
 wakes, at gaps ``(1 / rate) * (1 + jitter * (2u - 1))``; each probe's target is chosen as the

@@ -1,9 +1,10 @@
 """The fast path's semantics are the Brain's, for each profile it runs (classic,
-local-preference): its policy tables are decide_flow's, pair by pair, on every shipped
-topology; the local-preference sweep picks, address by address, the targets the Brain picks;
-and, at distribution level, on a small flat network and on the routed, firewalled hospital,
-over many seeds, the mean infected curve of the vectorised path (``testbed.sim.fastpath``)
-matches the event engine driving one real ``Brain`` per host.
+local-preference, hitlist, stealth): its policy tables are decide_flow's, pair by pair, on every
+shipped topology; the local-preference sweep and the hit-list queue pick, address by address,
+the targets the Brain picks; hit-list defence signals are the engine's; and, at distribution
+level, on a small flat network and on the routed, firewalled hospital, over many seeds, the
+mean infected curve of the fast path (``testbed.sim.fastpath``) matches the event engine
+driving one real ``Brain`` per host.
 
 Margins: at every second of the outbreak the two mean curves differ by at most max(6 hosts,
 4 standard errors of the difference of means) -- 6 hosts is 4 % of the 149 hosts there are to
@@ -28,6 +29,7 @@ import pytest
 import yaml
 
 from testbed.agent.brain import Brain, Observation, WormView
+from testbed.model.generate import generate_topology, topology_yaml
 from testbed.model.load_scenario import Scenario, load_scenario
 from testbed.model.scenario_spec import BenignSpec
 from testbed.policy import decide_flow
@@ -327,6 +329,53 @@ def test_hitlist_picks_the_brains_targets(profile: str, fallback: str, tmp_path:
     assert len(hitlist_brain) >= 5 and early in hitlist_brain and late in hitlist_brain
     assert [target for _, target in fast_slots] == [target for _, target in brain_slots]
     assert -1 in {target for _, target in brain_slots}  # it scanned dead addresses too
+
+
+def generated_enterprise(tmp_path: Path, hosts: int, params: dict[str, object],
+                         duration: float) -> Scenario:
+    """``testbed generate enterprise`` (routers, a core firewall, trusted servers), a hitlist
+    worm from the launch-pad laptop."""
+    (tmp_path / "enterprise.yaml").write_text(topology_yaml(generate_topology(
+        "enterprise", hosts, seed=1, vulnerable=0.15)), encoding="utf-8")
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump({
+        "name": "enterprise", "topology": "enterprise.yaml", "duration_s": duration, "seed": 1,
+        "stop": {"when": []}, "worm": {"profile": "hitlist", "patient_zero": ["laptop"],
+                                       "start_s": 0, "params": params}}), encoding="utf-8")
+    return load_scenario(tmp_path / "scenario.yaml")
+
+
+@pytest.mark.parametrize("kind", ["prohibited", "vanished"])
+def test_hitlist_defence_signals_are_the_engines(kind: str, tmp_path: Path) -> None:
+    """The defence signals the fast path writes (ground truth) are the engine's, over 4 seeds:
+    ``prohibited`` per probe within 10 % (the hospital's guest wifi has no route: uniform scans
+    there fail at once); ``vanished`` in total within max(3, 10 %) (on the generated enterprise
+    a trusted server's pair the firewall drops times out after another of its pairs answered:
+    learnt when the worm gives up, not when it sends, or there is no signal at all)."""
+    if kind == "prohibited":
+        scenario = classic_only(REPO / "scenarios" / "hospital.yaml", profile="hitlist",
+                                params={"rate": 10.0, "fallback": "uniform"})
+    else:
+        scenario = generated_enterprise(tmp_path, 500, {"rate": 10.0}, 30.0)
+    signals: dict[bool, int] = {}
+    probes: dict[bool, int] = {}
+    for fast in (False, True):
+        signals[fast], probes[fast] = 0, 0
+        for seed in range(1, 5):
+            out = tmp_path / f"{fast}-{seed}"
+            out.mkdir()
+            simulation = Simulation(scenario, seed=seed, timing=load_timing(), run_dir=out,
+                                    duration=30.0, wall_base=0.0, run_name="t",
+                                    record_probes=False, fast_path=fast)
+            probes[fast] += int(simulation.run().counters["probes"])
+            assert simulation.mode == ("fast-hitlist" if fast else "events")
+            signals[fast] += sum(1 for line in (out / "events.jsonl").read_text().splitlines()
+                                 if json.loads(line).get("signal") == kind)
+    assert signals[False] >= 10, signals  # the case does exercise it
+    if kind == "prohibited":
+        ratio = [signals[fast] / probes[fast] for fast in (False, True)]
+        assert abs(ratio[1] - ratio[0]) <= 0.1 * ratio[0], (signals, probes)
+    else:
+        assert abs(signals[True] - signals[False]) <= max(3, 0.1 * signals[False]), signals
 
 
 def test_hitlist_with_benign_traffic_stays_on_the_event_engine(tmp_path: Path) -> None:
