@@ -55,6 +55,7 @@ __all__ = [
     "Probe",
     "WormView",
     "arm_names",
+    "remember_peer",
     "resolve_params",
 ]
 
@@ -84,6 +85,17 @@ MEMORY = 4096
 PEER_MEMORY = 1024
 """Bound on the peers (hosts that connected to its host) an agent keeps for its worm
 (``Agent.note_peer``; the sim's engine and fast path keep the same)."""
+
+
+def remember_peer(peers: OrderedDict[Any, None], peer: Any) -> bool:
+    """Keep ``peer`` among the last ``PEER_MEMORY`` peers of a host, oldest forgotten first;
+    whether it is new (then its worm, if awake, sees it: ``Brain.see_peer``)."""
+    if peer in peers:
+        return False
+    peers[peer] = None
+    if len(peers) > PEER_MEMORY:
+        peers.popitem(last=False)
+    return True
 _OBSERVED_TACTICS = frozenset({"recon", "mimic", "planned"})
 _SCANNING_ARMS = ("uniform", "sequential", "local")
 _IDLE_S = 3600.0

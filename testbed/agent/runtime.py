@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from testbed.agent.benign import run_backup, run_scanner, run_user
-from testbed.agent.brain import PEER_MEMORY, Brain, Observation, Probe, WormView, arm_names
+from testbed.agent.brain import Brain, Observation, Probe, WormView, arm_names, remember_peer
 from testbed.agent.clients import benign_request, exchange
 from testbed.agent.config import AgentConfig, ServiceConfig
 from testbed.agent.control import wake_moment
@@ -266,12 +266,8 @@ class Agent:
         """Remember a host that talked to us: the worm's hit list ("peers it has seen")."""
         if peer == self.config.address or not self.egress.allows(peer):
             return
-        if peer not in self._peers:
-            self._peers[peer] = None
-            if len(self._peers) > PEER_MEMORY:
-                self._peers.popitem(last=False)
-            if self.brain is not None:
-                self.brain.see_peer(peer)
+        if remember_peer(self._peers, peer) and self.brain is not None:
+            self.brain.see_peer(peer)
 
     # ---- infection ------------------------------------------------------------------------
     def _on_accept(self, message: ExploitMessage, service: ServiceConfig, peer: str,

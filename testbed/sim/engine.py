@@ -40,12 +40,12 @@ from testbed.agent.benign import REQUEST_TIMEOUT_S, SCAN_TIMEOUT_S, user_gaps
 from testbed.agent.brain import (
     NEIGHBOUR_PROFILES,
     OBSERVING_PROFILES,
-    PEER_MEMORY,
     Brain,
     Observation,
     Probe,
     WormView,
     arm_names,
+    remember_peer,
 )
 from testbed.agent.config import AgentConfig, BenignTarget, ScannerJob
 from testbed.agent.events import TECHNIQUES
@@ -536,13 +536,8 @@ class Simulation:
         peers = self.peers.get(host)
         if peers is None:
             peers = self.peers[host] = OrderedDict()
-        if peer in peers:
-            return
-        peers[peer] = None
-        if len(peers) > PEER_MEMORY:
-            peers.popitem(last=False)
         worm = self.worms.get(host)
-        if worm is not None:
+        if remember_peer(peers, peer) and worm is not None:
             worm.brain.see_peer(peer)
 
     def _note_neighbours(self, flow: Flow) -> None:

@@ -100,9 +100,9 @@ from testbed.agent.brain import (
     INTERLEAVE,
     MEMORY,
     MIN_GAP,
-    PEER_MEMORY,
     STEALTH_MIN_GAP,
     AddressSpace,
+    remember_peer,
 )
 from testbed.agent.events import TECHNIQUES
 from testbed.containment import PolicyClasses
@@ -524,13 +524,8 @@ class _HitListTargets:
         peers = self.peers.get(host)
         if peers is None:
             peers = self.peers[host] = OrderedDict()
-        if peer in peers:
-            return
-        peers[peer] = None
-        if len(peers) > PEER_MEMORY:
-            peers.popitem(last=False)
         worm = self.worms.get(host)
-        if worm is not None:
+        if remember_peer(peers, peer) and worm is not None:
             self._see_peer(worm, host, peer)
 
     # ---- per probe -------------------------------------------------------------------------

@@ -117,8 +117,8 @@ def simulate(scenario: Scenario, seed: int | None = None, out_dir: Path | None =
     """Simulate ``scenario`` once, score it and write its run directory.
 
     ``record_probes``: write per-probe and benign records (default: only up to 10,000 hosts).
-    ``fast_path``: the fast path of the non-learning worms (``testbed.sim.fastpath``) when it applies
-    (None), always (True: a ``RunError`` says why it cannot), or never (False).
+    ``fast_path``: the fast path of the non-learning worms (``testbed.sim.fastpath``) when it
+    applies (None), always (True: a ``RunError`` says why it cannot), or never (False).
     Raises ``RunError`` when the directory already holds results or the scenario needs
     something the simulator cannot model (a packet-reading detector); then a directory this call
     created is removed again, as an emulated run does.
