@@ -225,8 +225,10 @@ def test_down_all_after_kill_9_leaves_nothing(client, tmp_path: Path, state_dir:
         prefix = ""
         while time.monotonic() < deadline and deployer.poll() is None:
             if ledger.exists():
-                prefix = json.loads(ledger.read_text())["objects"]["plan"]["prefix"]
-                if leftovers(client, prefix)["containers"]:
+                # the ledger exists before the plan is recorded in it: poll until it is
+                plan = json.loads(ledger.read_text())["objects"].get("plan")
+                prefix = plan["prefix"] if plan else ""
+                if prefix and leftovers(client, prefix)["containers"]:
                     break
             time.sleep(0.05)
         assert prefix and deployer.poll() is None, "could not catch the deployer mid-way"
