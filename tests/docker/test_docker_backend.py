@@ -217,31 +217,38 @@ def test_down_all_after_kill_9_leaves_nothing(client, tmp_path: Path, state_dir:
                                 stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     assert deployer.stdout is not None
     ledger = state_dir / run / "ledger.json"
-    if moment == "after":
-        prefix = deployer.stdout.readline().strip()
-        assert prefix, "the deployer died before deploying"
-    else:
-        deadline = time.monotonic() + 120
-        prefix = ""
-        while time.monotonic() < deadline and deployer.poll() is None:
-            if ledger.exists():
-                # the ledger exists before the plan is recorded in it: poll until it is
-                plan = json.loads(ledger.read_text())["objects"].get("plan")
-                prefix = plan["prefix"] if plan else ""
-                if prefix and leftovers(client, prefix)["containers"]:
-                    break
-            time.sleep(0.05)
-        assert prefix and deployer.poll() is None, "could not catch the deployer mid-way"
-    deployer.send_signal(signal.SIGKILL)
-    deployer.wait(10)
-    assert leftovers(client, prefix)["containers"]  # the crash left the run behind
-    if moment == "during":
-        assert json.loads(ledger.read_text())["status"] == "deploying"
+    try:
+        if moment == "after":
+            prefix = deployer.stdout.readline().strip()
+            assert prefix, "the deployer died before deploying"
+        else:
+            deadline = time.monotonic() + 120
+            prefix = ""
+            while time.monotonic() < deadline and deployer.poll() is None:
+                if ledger.exists():
+                    # the ledger exists before the plan is recorded in it: poll until it is
+                    plan = json.loads(ledger.read_text())["objects"].get("plan")
+                    prefix = plan["prefix"] if plan else ""
+                    if prefix and leftovers(client, prefix)["containers"]:
+                        break
+                time.sleep(0.05)
+            assert prefix and deployer.poll() is None, "could not catch the deployer mid-way"
+        deployer.send_signal(signal.SIGKILL)
+        deployer.wait(10)
+        assert leftovers(client, prefix)["containers"]  # the crash left the run behind
+        if moment == "during":
+            assert json.loads(ledger.read_text())["status"] == "deploying"
 
-    down = run_testbed("down", "--all")
-    assert down.returncode == 0, down.stderr
-    assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
-    assert not ledger.exists()
+        down = run_testbed("down", "--all")
+        assert down.returncode == 0, down.stderr
+        assert nothing_left(leftovers(client, prefix)), leftovers(client, prefix)
+        assert not ledger.exists()
+    finally:  # a failure above must not leave the deployer and its run behind
+        if deployer.poll() is None:
+            deployer.kill()
+            deployer.wait(10)
+        if ledger.exists():
+            run_testbed("down", "--all")
 
 
 def test_down_all_removes_containers_that_outlived_their_state(client, tmp_path: Path,  # type: ignore[no-untyped-def]
