@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from testbed.agent.config import AgentConfig
 
 __all__ = [
+    "KNOWN_GOOD_MEMORY",
     "MEMORY",
     "MIN_GAP",
     "NEIGHBOUR_PROFILES",
@@ -82,6 +83,8 @@ _CONNECTED = ("infected", "already", "not-vulnerable", "rejected", "ok")
 _SILENT = ("timeout", "prohibited", "unreachable")
 MEMORY = 4096
 """Bound on a brain's remembered answers, hit-list hosts and observed hosts."""
+KNOWN_GOOD_MEMORY = 256
+"""Bound on the services that connected which a stealthy brain interleaves requests to."""
 PEER_MEMORY = 1024
 """Bound on the peers (hosts that connected to its host) an agent keeps for its worm
 (``Agent.note_peer``; the sim's engine and fast path keep the same)."""
@@ -386,7 +389,7 @@ class Brain:
         if outcome in _CONNECTED:
             self._known_good[service_key] = probe.service
             self._known_good.move_to_end(service_key)
-            while len(self._known_good) > 256:
+            while len(self._known_good) > KNOWN_GOOD_MEMORY:
                 self._known_good.popitem(last=False)
         if outcome in ("infected", "already"):
             self.infected.add(target)

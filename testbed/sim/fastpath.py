@@ -88,7 +88,6 @@ Not on the fast path, and why (they stay on the event engine, exact there):
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -98,6 +97,7 @@ import numpy as np
 
 from testbed.agent.brain import (
     INTERLEAVE,
+    KNOWN_GOOD_MEMORY,
     MEMORY,
     MIN_GAP,
     STEALTH_MIN_GAP,
@@ -105,6 +105,7 @@ from testbed.agent.brain import (
     remember_peer,
 )
 from testbed.agent.events import TECHNIQUES
+from testbed.agent.knowledge import address_value
 from testbed.containment import PolicyClasses
 from testbed.model.spec import Tier
 from testbed.sim.services import benign_answer_ok, exploit_verdict
@@ -375,10 +376,6 @@ class _SweepTargets:
                 np.concatenate([p[3] for p in picked])[order])
 
 
-def _dotted(value: int) -> str:
-    return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
-
-
 class _HitListWorm:
     """One active hit-list worm's state: ``Brain``'s for the profile, keyed by host index (an
     address no host uses, from a trust, by ``-1 - its integer``)."""
@@ -415,10 +412,11 @@ class _HitListTargets:
     least 1/200 s x 2/3, later); a delivery puts its prober on the target's hit list at once,
     up to its delivery time (at most 0.2 ms) early, and a worm woken within a slice starts
     after the probes of that slice already taken (see the module docstring).
-    Outcomes come from the same tables the infections do: no host at the address, or the
-    policy drops the flow: silent (timeout or unreachable; a host that answered before and is
-    now silent is a ``vanished`` defence signal, written as the event engine writes it);
-    ``refused``: no service on the port; else connected, and ``exploit_verdict`` decides.
+    Outcomes come from the same tables the infections do: no route: ``prohibited`` at once (a
+    defence signal); no host at the address: silent; the policy drops the flow: a timeout,
+    learnt when the worm gives up (``flush``), a ``vanished`` defence signal if that host
+    answered meanwhile; ``refused``: no service on the port; else connected, and
+    ``exploit_verdict`` decides. Signals are written as the event engine writes them.
     """
 
     def __init__(self, grid: AddressGrid, rng: np.random.Generator, exploits: int,
@@ -432,18 +430,17 @@ class _HitListTargets:
         self.interleave = float(params["interleave"]) if self.stealth else 0.0
         self.signal_detail = {"rate": round(float(params["rate"]), 4),
                               "encoding": str(params["encoding"])}
-        count = grid.slot_of.size
         self.codes: list[list[int]] = table.tolist()
         topology = simulation.topology
-        arsenal = next(iter(simulation.configs.values())).worm.arsenal
+        config = next(iter(simulation.configs.values()))
+        arsenal = config.worm.arsenal
         self.ports = [(exploit.port, exploit.proto) for exploit in arsenal]
         self.services = [exploit.service for exploit in arsenal]
         # the first column of each (port, proto): Brain keys known-good services by them
         self.column_of = {port: self.ports.index(port) for port in self.ports}
         self._ignored: dict[tuple[int, int], bool] = {}  # (host, column): UDP, no answer
-        worm_config = next(iter(simulation.configs.values())).worm
-        self.connect_timeout = worm_config.connect_timeout_s
-        self.request_timeout = worm_config.connect_timeout_s + worm_config.reply_timeout_s
+        self.connect_timeout = config.worm.connect_timeout_s
+        self.request_timeout = config.worm.connect_timeout_s + config.worm.reply_timeout_s
         # silent outcomes the worm learns when it gives up: (time, order, worm, target,
         # column, tactic), taken in time order before each later probe (Brain.observe's
         # ``vanished`` depends on what answered meanwhile)
@@ -455,13 +452,12 @@ class _HitListTargets:
         self.host_segment: list[str] = [host.segment for host in simulation.hosts]
         self.no_route = {(a, b) for a in segments for b in [*segments, None]
                          if b is None or network.path(a, b) is None}
-        space = AddressSpace(next(iter(simulation.configs.values())).cidrs)
-        self.range_first = [first for first, _ in space.ranges]
         # (network, mask, name) of every segment: where an address no host uses lies (not
         # NetworkModel.segment_of, whose address index a fast run never needs)
         self.segment_bounds = [(int(s.cidr.network_address), int(s.cidr.netmask), name)
                                for name, s in topology.segments.items()]
-        self.range_segment = [self._segment_at(first) for first in self.range_first]
+        self.space = AddressSpace(config.cidrs)  # draw index (slot) <-> address
+        self.dead_trusts: dict[int, str] = {}  # the key of a trusted address no host uses
         if topology.routers or len(topology.segments) > 1 or any(
                 not host.firewall.is_open for host in topology.hosts.values()):
             classes = PolicyClasses(topology)
@@ -479,8 +475,6 @@ class _HitListTargets:
         self.range_of: list[int] = grid.range_of.tolist()
         self.range_offset: list[int] = grid.range_offset.tolist()
         self.range_size: list[int] = grid.range_size.tolist()
-        self.address_slot = AddressSpace(next(iter(simulation.configs.values())).cidrs)
-        self.count = count
 
     # ---- per worm --------------------------------------------------------------------------
     def wake(self, index: int) -> None:
@@ -495,12 +489,13 @@ class _HitListTargets:
             self._see_peer(worm, index, peer)
 
     def _key(self, address: str) -> int:
-        slot = self.address_slot.index_of(address)
+        slot = self.space.index_of(address)
         host = -1 if slot is None else self.host_at[slot]
         if host >= 0:
             return host
-        first, second, third, fourth = (int(part) for part in address.split("."))
-        return -1 - ((first << 24) | (second << 16) | (third << 8) | fourth)
+        key = -1 - address_value(address)
+        self.dead_trusts[key] = address
+        return key
 
     def _add(self, worm: _HitListWorm, target: int) -> None:
         """``Brain._add_to_hitlist``."""
@@ -570,10 +565,9 @@ class _HitListTargets:
         if target >= 0:
             address = str(self.simulation.hosts[target].ip)
         elif slot >= 0:  # a scanned address no host uses
-            at = bisect.bisect_right(self.range_offset, slot) - 1
-            address = _dotted(self.range_first[at] + slot - self.range_offset[at])
+            address = self.space.at(slot)
         else:  # a trusted address no host uses
-            address = _dotted(-1 - target)
+            address = self.dead_trusts[target]
         self.truth.emit(self.simulation.names[index], "defence-signal", when, signal=kind,
                         target=address, port=port, proto=proto, tactic=tactic,
                         detail=self.signal_detail)
@@ -607,7 +601,7 @@ class _HitListTargets:
             key = (target, self.column_of[self.ports[column]])
             known_good[key] = self.services[column]
             known_good.move_to_end(key)
-            if len(known_good) > 256:
+            if len(known_good) > KNOWN_GOOD_MEMORY:
                 known_good.popitem(last=False)
 
     def _unrouted(self, index: int, target: int, slot: int) -> bool:
@@ -615,8 +609,8 @@ class _HitListTargets:
         segment: str | None
         if target >= 0:
             segment = self.host_segment[target]
-        elif slot >= 0:
-            segment = self.range_segment[bisect.bisect_right(self.range_offset, slot) - 1]
+        elif slot >= 0:  # a scanned address no host uses
+            segment = self._segment_at(address_value(self.space.at(slot)))
         else:  # a trusted address no host uses: -1 - its integer
             segment = self._segment_at(-1 - target)
         return (self.host_segment[index], segment) in self.no_route
@@ -661,16 +655,16 @@ class _HitListTargets:
         worm.done.add((target, exploit))
         self._note_peer(target, index)
 
-    def _interleaved(self, index: int, worm: _HitListWorm, choice: float, when: float) -> int:
+    def _interleaved(self, index: int, worm: _HitListWorm, choice: float, when: float) -> None:
         """stealth's connection to a known-good service (``Brain._next_probe``; the engine's
-        ``_benign_exchange``): a benign request, not an exploit. Returns its target."""
+        ``_benign_exchange``): a benign request, not an exploit."""
         keys = list(worm.known_good)
         target, column = keys[int(choice * len(keys))]
         if self.class_of is not None and not self.passes[
                 self.class_of[index]][self.class_of[target]][column]:
             self._silent(index, worm, target, column, when, INTERLEAVE,
                          after=self.request_timeout)
-            return target
+            return
         self._note_peer(target, index)  # the flow opened: its host saw us
         ignored = self._ignored.get((target, column))
         if ignored is None:
@@ -682,9 +676,8 @@ class _HitListTargets:
         if ignored:  # a UDP service that does not answer the request: a timeout
             self._silent(index, worm, target, column, when, INTERLEAVE,
                          after=self.request_timeout)
-            return target
+            return
         self._connected(worm, target, column)  # "ok", or "failed" (connected all the same)
-        return target
 
     def pick(self, rounds: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
